@@ -1,0 +1,132 @@
+"""Generate each distinct subexperiment once, with the index that maps coefficients onto them.
+
+``generate_cutting_experiments`` builds one circuit per (coefficient, subsystem, observable
+group), so a subsystem touched by fewer cuts than the whole circuit gets the same circuit many
+times (qiskit-addon-cutting issue #262). We walk the same weights in the same order with the
+addon's own building blocks, but build a subsystem's circuit once per distinct choice of its
+QPD terms, and record for every coefficient which distinct circuit it uses. A test checks the
+result against ``generate_cutting_experiments`` circuit for circuit.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from qiskit import QuantumCircuit
+from qiskit_addon_cutting.cutting_experiments import (
+    _append_measurement_circuit,
+    _append_measurement_register,
+    _consolidate_resets,
+    _get_bases_by_partition,
+    _get_mapping_ids_by_partition,
+    _remove_final_resets,
+    _remove_resets_in_zero_state,
+)
+from qiskit_addon_cutting.qpd import decompose_qpd_instructions, generate_qpd_weights
+from qiskit_addon_cutting.utils.observable_grouping import ObservableCollection
+
+from hybrid_provider.core.cut.plan import CutPlan
+
+
+class SubsystemLayout(NamedTuple):
+    """Where one subsystem's subexperiments sit in the flat list, and which one each coefficient uses."""
+
+    label: str
+    offset: int
+    num_groups: int
+    num_distinct: int
+    #: For coefficient i, the distinct circuit (0..num_distinct-1) of this subsystem it uses.
+    index: np.ndarray
+    subobservables: list[str]
+
+
+class CuttingExperiments(NamedTuple):
+    circuits: list[QuantumCircuit]
+    coefficients: np.ndarray
+    subsystems: list[SubsystemLayout]
+
+    @property
+    def num_redundant(self) -> int:
+        """How many circuits the addon's generator would have built."""
+        return len(self.coefficients) * sum(s.num_groups for s in self.subsystems)
+
+
+def generate_distinct_experiments(plan: CutPlan) -> CuttingExperiments:
+    """The flat list is subsystem-major, then distinct term choice, then observable group."""
+    problem = plan.problem
+    subcircuits = {str(k): v for k, v in problem.subcircuits.items()}
+    subobservables = {str(k): v for k, v in problem.subobservables.items()}
+    gate_ids, map_positions = _get_mapping_ids_by_partition(subcircuits)
+    bases = _get_bases_by_partition(subcircuits, gate_ids)
+    weights = generate_qpd_weights(bases, num_samples=np.inf)
+    ordered = sorted(weights.items(), key=lambda item: item[1][0], reverse=True)
+    coefficients = _coefficients(bases, ordered)
+
+    circuits: list[QuantumCircuit] = []
+    layouts: list[SubsystemLayout] = []
+    for label in sorted(subcircuits):
+        collection = ObservableCollection(subobservables[label])
+        canonical = _canonical_terms(subcircuits[label], gate_ids[label])
+        distinct: dict[tuple[int, ...], int] = {}
+        index = np.empty(len(ordered), dtype=np.int64)
+        for i, (map_ids, _) in enumerate(ordered):
+            local = tuple(
+                canon[map_ids[j]] for canon, j in zip(canonical, map_positions[label], strict=True)
+            )
+            index[i] = distinct.setdefault(local, len(distinct))
+        offset = len(circuits)
+        for local in distinct:
+            circuits.extend(
+                _subexperiment(subcircuits[label], gate_ids[label], local, group)
+                for group in collection.groups
+            )
+        layouts.append(
+            SubsystemLayout(
+                label=label,
+                offset=offset,
+                num_groups=len(collection.groups),
+                num_distinct=len(distinct),
+                index=index,
+                subobservables=subobservables[label].to_labels(),
+            )
+        )
+    return CuttingExperiments(circuits=circuits, coefficients=coefficients, subsystems=layouts)
+
+
+def _canonical_terms(subcircuit: QuantumCircuit, gate_ids: list[list[int]]) -> list[list[int]]:
+    """Per cut in this subsystem: each QPD term mapped to the first term with the same local ops.
+
+    Two terms of a cut differ on one side only sometimes (a cut CX has 6 terms but only 5
+    distinct circuits per side); a subsystem needs one circuit per distinct local choice.
+    """
+    canonical = []
+    for (position,) in gate_ids:
+        gate = subcircuit.data[position].operation
+        local_ops = [tuple(term[gate.qubit_id]) for term in gate.basis.maps]
+        canonical.append([local_ops.index(ops) for ops in local_ops])
+    return canonical
+
+
+def _coefficients(bases, ordered) -> np.ndarray:
+    """The addon's formula, kept identical so reconstructions agree to rounding."""
+    kappa = np.prod([basis.kappa for basis in bases])
+    total = sum(weight for _, (weight, _) in ordered)
+    signs = [
+        np.sign(np.prod([basis.coeffs[m] for basis, m in zip(bases, map_ids, strict=True)]))
+        for map_ids, _ in ordered
+    ]
+    return np.array(
+        [(weight / total) * (kappa * sign) for (_, (weight, _)), sign in zip(ordered, signs)],
+        dtype=float,
+    )
+
+
+def _subexperiment(subcircuit, gate_ids, map_ids, group) -> QuantumCircuit:
+    circuit = _append_measurement_register(subcircuit, group)
+    decompose_qpd_instructions(circuit, gate_ids, map_ids, inplace=True)
+    _append_measurement_circuit(circuit, group, inplace=True)
+    _remove_resets_in_zero_state(circuit)
+    _remove_final_resets(circuit)
+    _consolidate_resets(circuit)
+    return circuit

@@ -1,0 +1,71 @@
+"""Run subexperiments on any SamplerV2: Aer's, IBM Runtime's, or one built from a device backend.
+
+A sampler is named by an import path ``module:attribute`` (so pods and the CLI can ask for one
+by name); the attribute may be a SamplerV2, a BackendV2 (wrapped in ``BackendSamplerV2`` after
+transpiling to it), or a class/factory returning either.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+from qiskit import QuantumCircuit
+from qiskit.providers import BackendV2
+
+from hybrid_provider.core.errors import InputError
+from hybrid_provider.core.execute.outcomes import OBSERVABLE_REGISTER, QPD_REGISTER
+
+AER_SAMPLER = "aer-sampler"
+
+
+def resolve_sampler(name: str):
+    """``aer-sampler`` is Aer's SamplerV2 (shot by shot); anything else is ``module:attribute``."""
+    if name == AER_SAMPLER:
+        from qiskit_aer.primitives import SamplerV2
+
+        return SamplerV2()
+    module_name, _, attribute = name.partition(":")
+    if not module_name or not attribute:
+        raise InputError(
+            f"unknown sampler '{name}': use 'aer' (default), '{AER_SAMPLER}', or an import path "
+            "'module:attribute' naming a SamplerV2 or a backend"
+        )
+    try:
+        target = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise InputError(f"cannot import sampler '{name}': {exc}") from exc
+    return target() if callable(target) and not hasattr(target, "run") else target
+
+
+def run_on_sampler(
+    sampler, circuits: list[QuantumCircuit], shots: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Run the circuits in one job; returns (packed outcome values, counts) per circuit."""
+    if isinstance(sampler, BackendV2):
+        sampler, circuits = _sampler_for_backend(sampler, circuits)
+    result = sampler.run([(circuit,) for circuit in circuits], shots=shots).result()
+    distributions = []
+    for pub_result in result:
+        observable = _as_integers(pub_result.data[OBSERVABLE_REGISTER])
+        qpd = _as_integers(pub_result.data[QPD_REGISTER])
+        width = pub_result.data[OBSERVABLE_REGISTER].num_bits
+        packed = observable | (qpd << np.uint64(width))
+        values, counts = np.unique(packed, return_counts=True)
+        distributions.append((values, counts.astype(np.float64)))
+    return distributions
+
+
+def _sampler_for_backend(backend: BackendV2, circuits: list[QuantumCircuit]):
+    from qiskit.primitives import BackendSamplerV2
+    from qiskit.transpiler import generate_preset_pass_manager
+
+    pass_manager = generate_preset_pass_manager(optimization_level=1, backend=backend)
+    return BackendSamplerV2(backend=backend), pass_manager.run(circuits)
+
+
+def _as_integers(bits) -> np.ndarray:
+    """A BitArray's shots as integers (bytes are big-endian, as Qiskit stores them)."""
+    array = bits.array.reshape(-1, bits.array.shape[-1]).astype(np.uint64)
+    weights = np.uint64(256) ** np.arange(array.shape[1] - 1, -1, -1, dtype=np.uint64)
+    return (array * weights).sum(axis=1, dtype=np.uint64)
