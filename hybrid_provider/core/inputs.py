@@ -1,4 +1,4 @@
-"""Turn what a user hands over (QASM text, a file, QPY, a circuit; Pauli strings) into Qiskit objects.
+"""Turn what a user hands over (QASM, a file, QPY, a circuit; Pauli strings) into Qiskit objects.
 
 Every failure here is the user's to fix, so each message says what was wrong and what to pass.
 """

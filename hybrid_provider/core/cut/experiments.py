@@ -30,7 +30,7 @@ from hybrid_provider.core.cut.plan import CutPlan
 
 
 class SubsystemLayout(NamedTuple):
-    """Where one subsystem's subexperiments sit in the flat list, and which one each coefficient uses."""
+    """Where a subsystem's subexperiments sit in the flat list; which one each coefficient uses."""
 
     label: str
     offset: int
@@ -116,10 +116,8 @@ def _coefficients(bases, ordered) -> np.ndarray:
         np.sign(np.prod([basis.coeffs[m] for basis, m in zip(bases, map_ids, strict=True)]))
         for map_ids, _ in ordered
     ]
-    return np.array(
-        [(weight / total) * (kappa * sign) for (_, (weight, _)), sign in zip(ordered, signs)],
-        dtype=float,
-    )
+    weights = np.array([weight for _, (weight, _) in ordered], dtype=float)
+    return (weights / total) * (kappa * np.array(signs, dtype=float))
 
 
 def _subexperiment(subcircuit, gate_ids, map_ids, group) -> QuantumCircuit:

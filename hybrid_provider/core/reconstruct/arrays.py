@@ -25,7 +25,7 @@ def cupy_or_none() -> ModuleType | None:
 
 
 def array_module(device: str = "auto") -> ModuleType:
-    """``auto`` and ``gpu`` use CuPy when a GPU is usable; ``gpu`` without one warns and uses NumPy."""
+    """``auto`` and ``gpu`` use CuPy when a GPU is usable; ``gpu`` without one warns, uses NumPy."""
     if device not in ("auto", "gpu", "cpu"):
         raise ValueError(f"unknown device '{device}': use auto, gpu or cpu")
     if device == "cpu":
