@@ -10,6 +10,7 @@ noiseless simulator's shots are.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 
 import numpy as np
@@ -81,7 +82,8 @@ def _last_use(circuit: QuantumCircuit) -> list[int]:
 def aer_simulator(device: str):
     from qiskit_aer import AerSimulator
 
-    return AerSimulator(method="statevector", device=device.upper())
+    threads = int(os.environ.get("HYBRID_QUANTUM_AER_THREADS", "0"))  # 0: all cores
+    return AerSimulator(method="statevector", device=device.upper(), max_parallel_threads=threads)
 
 
 def gpu_available() -> bool:

@@ -1,0 +1,49 @@
+"""The backend seam: what every place that runs batches must offer."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from hybrid_provider.backends.spec import WorkflowSpec
+from hybrid_provider.backends.status import WorkflowStatus
+from hybrid_provider.core.errors import BackendError
+
+
+@runtime_checkable
+class WorkflowBackend(Protocol):
+    name: str
+
+    def submit(self, spec: WorkflowSpec) -> WorkflowStatus:
+        """Start the work, or return the status of the same workflow submitted before."""
+
+    def status(self, workflow_name: str) -> WorkflowStatus:
+        """The normalised status; raises BackendError when no such workflow exists."""
+
+    def stop(self, workflow_name: str) -> None:
+        """Stop running batches and admit no more; finished results stay."""
+
+    def logs(self, workflow_name: str, tail: int = 200) -> str:
+        """The last lines of the workflow's logs."""
+
+    def ui_url(self, workflow_name: str) -> str | None:
+        """Where a person can watch it, if anywhere."""
+
+
+BACKENDS = ("local", "kubernetes")
+
+
+def get_backend(name: str, **config) -> WorkflowBackend:
+    """Build a backend by name; ``config`` goes to its constructor."""
+    if name == "local":
+        from hybrid_provider.backends.local.backend import LocalBackend
+
+        return LocalBackend(**config)
+    if name == "kubernetes":
+        try:
+            from hybrid_provider.backends.kubernetes.backend import KubernetesBackend
+        except ImportError as exc:
+            raise BackendError(
+                "the kubernetes backend is not available in this installation"
+            ) from exc
+        return KubernetesBackend(**config)
+    raise BackendError(f"unknown backend '{name}': use one of {', '.join(BACKENDS)}")

@@ -1,0 +1,172 @@
+"""The embedded backend: batches run on this machine under a quota that mirrors a ClusterQueue.
+
+Like a cluster, it outlives the task that submitted to it: a detached runner process does the
+work and writes the status into the run directory, so a sensor in another task (or process)
+and a retried submit find the run by name. A submit that finds the run with the same spec
+reattaches; one whose runner died resumes it, and finished batches are not run again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from hybrid_provider.backends.spec import WorkflowSpec
+from hybrid_provider.backends.status import Admission, BatchStatus, WorkflowPhase, WorkflowStatus
+from hybrid_provider.core import store
+from hybrid_provider.core.errors import BackendError, InputError
+from hybrid_provider.core.execute.simulate import gpu_available
+
+RUNS_FOLDER = "_runs"
+SPEC_FILE, QUOTA_FILE, STATE_FILE = "spec.json", "quota.json", "state.json"
+PID_FILE, STOP_FILE, LOG_FILE = "runner.pid", "stop-requested", "runner.log"
+
+
+def default_quota() -> dict[str, int]:
+    """Slots per flavor: every core for cpu, one for a GPU when Aer can use one, one QPU."""
+    return {"cpu": os.cpu_count() or 1, "gpu": 1 if gpu_available() else 0, "qpu": 1}
+
+
+def default_store_uri() -> str:
+    return store.normalise_uri(os.environ.get("HYBRID_QUANTUM_STORE_URI", ".hybrid-quantum"))
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, store_uri: str | None = None, quota: dict[str, int] | None = None):
+        root = store.normalise_uri(store_uri or default_store_uri())
+        if not root.startswith("file://"):
+            raise InputError(
+                f"the local backend keeps its runs on this machine's disk; give it a file:// "
+                f"store (got {root}), or use the kubernetes backend for object storage"
+            )
+        self.runs_dir = Path(root.removeprefix("file://")) / RUNS_FOLDER
+        self.quota = {**default_quota(), **(quota or {})}
+        if any(slots < 0 for slots in self.quota.values()):
+            raise InputError(f"local quota slots must not be negative: {self.quota}")
+
+    # --- the seam -------------------------------------------------------------------------
+    def submit(self, spec: WorkflowSpec) -> WorkflowStatus:
+        run_dir = self.runs_dir / spec.name
+        spec_file = run_dir / SPEC_FILE
+        if spec_file.exists():
+            existing = WorkflowSpec.model_validate_json(spec_file.read_text())
+            if existing != spec:
+                raise BackendError(
+                    f"workflow {spec.name} already exists with another spec; stop it and choose "
+                    "another name, or resubmit the same job and options"
+                )
+            status = self.status(spec.name)
+            if status.phase.finished or self._runner_alive(run_dir):
+                return status
+            return self._launch(run_dir)  # the runner died: resume, finished batches are kept
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / QUOTA_FILE).write_text(json.dumps(self.quota))
+        write_state(run_dir, initial_status(spec, self.quota))
+        store.write_bytes_atomic(store.normalise_uri(spec_file), spec.model_dump_json().encode())
+        return self._launch(run_dir)
+
+    def status(self, workflow_name: str) -> WorkflowStatus:
+        run_dir = self._existing(workflow_name)
+        status = read_state(run_dir)
+        if not status.phase.finished and not self._runner_alive(run_dir):
+            status.phase = WorkflowPhase.ERROR
+            status.message = f"the local runner exited unexpectedly; see {run_dir / LOG_FILE}"
+        return status
+
+    def stop(self, workflow_name: str) -> None:
+        run_dir = self._existing(workflow_name)
+        (run_dir / STOP_FILE).write_text(datetime.now(timezone.utc).isoformat())
+        if not self._runner_alive(run_dir):
+            status = read_state(run_dir)
+            if not status.phase.finished:
+                status.phase, status.message = WorkflowPhase.FAILED, "Stopped"
+                write_state(run_dir, status)
+
+    def logs(self, workflow_name: str, tail: int = 200) -> str:
+        log_file = self._existing(workflow_name) / LOG_FILE
+        if not log_file.exists():
+            return ""
+        return "\n".join(log_file.read_text(errors="replace").splitlines()[-tail:])
+
+    def ui_url(self, workflow_name: str) -> str | None:
+        return None
+
+    # --- helpers --------------------------------------------------------------------------
+    def _existing(self, workflow_name: str) -> Path:
+        run_dir = self.runs_dir / workflow_name
+        if not (run_dir / STATE_FILE).exists():
+            raise BackendError(
+                f"no local workflow named {workflow_name} under {self.runs_dir}; "
+                "was it submitted with the same store?"
+            )
+        return run_dir
+
+    def _launch(self, run_dir: Path) -> WorkflowStatus:
+        (run_dir / STOP_FILE).unlink(missing_ok=True)
+        with open(run_dir / LOG_FILE, "ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "hybrid_provider.backends.local.runner", str(run_dir)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # outlive the Airflow task that started it
+            )
+        (run_dir / PID_FILE).write_text(str(process.pid))
+        return read_state(run_dir)
+
+    @staticmethod
+    def _runner_alive(run_dir: Path) -> bool:
+        try:
+            pid = int((run_dir / PID_FILE).read_text())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return False
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        zombie = stat.rsplit(")", 1)[-1].split()[0] == "Z"
+        return b"hybrid_provider.backends.local.runner" in cmdline and not zombie
+
+
+def initial_status(spec: WorkflowSpec, quota: dict[str, int]) -> WorkflowStatus:
+    now = datetime.now(timezone.utc)
+    batches = []
+    position: dict[str, int] = {}
+    for task in spec.batches:
+        slots = quota.get(task.flavor, 0)
+        queued = position.get(task.flavor, 0)
+        position[task.flavor] = queued + 1
+        batches.append(
+            BatchStatus(
+                index=task.index,
+                flavor=task.flavor,
+                admission=Admission.PENDING,
+                queue_position=queued,
+                reason="Pending" if slots else "NoQuota",
+                message=None if slots else f"the local queue has no {task.flavor} slots",
+                pending_since=now,
+            )
+        )
+    return WorkflowStatus(
+        name=spec.name,
+        backend="local",
+        phase=WorkflowPhase.PENDING,
+        started_at=now,
+        updated_at=now,
+        batches=batches,
+    )
+
+
+def read_state(run_dir: Path) -> WorkflowStatus:
+    return WorkflowStatus.model_validate_json((run_dir / STATE_FILE).read_text())
+
+
+def write_state(run_dir: Path, status: WorkflowStatus) -> None:
+    status.updated_at = datetime.now(timezone.utc)
+    store.write_bytes_atomic(
+        store.normalise_uri(run_dir / STATE_FILE), status.model_dump_json(indent=1).encode()
+    )

@@ -1,0 +1,129 @@
+"""One status model for both backends, shaped after Argo nodes and Kueue Workloads.
+
+Admission is reported per batch, never inferred from the workflow phase: on a cluster the
+workflow is already ``Running`` while its pods wait for quota.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timezone
+from enum import Enum
+
+from pydantic import BaseModel, ConfigDict
+
+
+class WorkflowPhase(str, Enum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    ERROR = "Error"
+
+    @property
+    def finished(self) -> bool:
+        return self in (WorkflowPhase.SUCCEEDED, WorkflowPhase.FAILED, WorkflowPhase.ERROR)
+
+
+class BatchPhase(str, Enum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+class Admission(str, Enum):
+    """Kueue's view of a batch's pod: waiting for quota, admitted, evicted, or done."""
+
+    PENDING = "pending"
+    ADMITTED = "admitted"
+    EVICTED = "evicted"
+    FINISHED = "finished"
+
+
+class BatchStatus(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    index: int
+    flavor: str
+    phase: BatchPhase = BatchPhase.PENDING
+    admission: Admission = Admission.PENDING
+    queue_position: int | None = None
+    reason: str | None = None
+    message: str | None = None
+    pending_since: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_s: float | None = None
+    attempts: int = 0
+
+
+class WorkflowStatus(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    backend: str
+    phase: WorkflowPhase
+    message: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    updated_at: datetime | None = None
+    ui_url: str | None = None
+    batches: list[BatchStatus] = []
+
+    @property
+    def total(self) -> int:
+        return len(self.batches)
+
+    @property
+    def done(self) -> int:
+        return sum(1 for b in self.batches if b.phase == BatchPhase.SUCCEEDED)
+
+    @property
+    def progress(self) -> str:
+        """Argo's ``status.progress`` form: ``done/total``."""
+        return f"{self.done}/{self.total}"
+
+    @property
+    def all_admitted(self) -> bool:
+        return all(b.admission != Admission.PENDING for b in self.batches)
+
+    @property
+    def failed_batches(self) -> list[BatchStatus]:
+        return [b for b in self.batches if b.phase == BatchPhase.FAILED]
+
+    def by_flavor(self) -> dict[str, dict[str, int]]:
+        """Per flavor, how many batches are in each admission state (plus running/failed)."""
+        summary: dict[str, Counter] = {}
+        for batch in self.batches:
+            counts = summary.setdefault(batch.flavor, Counter())
+            counts[batch.admission.value] += 1
+            if batch.phase in (BatchPhase.RUNNING, BatchPhase.FAILED):
+                counts[batch.phase.value.lower()] += 1
+        return {flavor: dict(counts) for flavor, counts in sorted(summary.items())}
+
+    def queue_wait_seconds(self, now: datetime | None = None) -> float:
+        """How long the workflow has had batches waiting for quota and none running.
+
+        Zero while any batch runs: a batch waiting behind its own workflow's running batches
+        is throughput, not a stuck queue. Computed from timestamps only, so a sensor in
+        reschedule mode (no memory between pokes) gets the same answer.
+        """
+        if any(b.phase == BatchPhase.RUNNING for b in self.batches):
+            return 0.0
+        waiting = [b for b in self.batches if b.admission in (Admission.PENDING, Admission.EVICTED)]
+        if not waiting:
+            return 0.0
+        now = now or datetime.now(timezone.utc)
+        moments = [b.finished_at for b in self.batches if b.finished_at]
+        moments += [b.pending_since for b in waiting if b.pending_since]
+        if self.started_at:
+            moments.append(self.started_at)
+        return max(0.0, (now - max(moments)).total_seconds()) if moments else 0.0
+
+    def summary_line(self) -> str:
+        flavors = "; ".join(
+            f"{flavor}: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+            for flavor, counts in self.by_flavor().items()
+        )
+        return f"{self.phase.value} {self.progress} batches done ({flavors})"
