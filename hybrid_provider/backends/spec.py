@@ -100,3 +100,14 @@ def workflow_name(*parts: str, prefix: str = "hq") -> str:
     room = MAX_NAME_LENGTH - len(prefix) - len(digest) - 2
     readable = readable[:room].strip("-")
     return "-".join(p for p in (prefix, readable, digest) if p)
+
+
+def label_value(text: str) -> str:
+    """A Kubernetes label value (63 characters of [A-Za-z0-9._-]) that still reads like ``text``."""
+    if len(text) <= MAX_NAME_LENGTH and re.fullmatch(
+        r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]", text
+    ):
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()[:10]
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "-", text)[: MAX_NAME_LENGTH - 11].strip("-_.")
+    return f"{readable}-{digest}" if readable else digest

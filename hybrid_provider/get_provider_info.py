@@ -1,0 +1,111 @@
+"""Provider metadata Airflow reads through the ``apache_airflow_provider`` entry point."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+PACKAGE = "airflow-provider-hybrid-quantum"
+INTEGRATION = "Hybrid Quantum (circuit cutting)"
+
+
+def _version() -> str:
+    try:
+        return version(PACKAGE)
+    except PackageNotFoundError:  # running from a source tree
+        return "0.0.0"
+
+
+def get_provider_info() -> dict:
+    return {
+        "package-name": PACKAGE,
+        "name": "Hybrid Quantum",
+        "description": (
+            "Circuit cutting as Airflow tasks: cut a circuit, run its subexperiments as "
+            "Kueue-scheduled Argo Workflows (or locally), reconstruct on a GPU with CuPy."
+        ),
+        "versions": [_version()],
+        "integrations": [
+            {
+                "integration-name": INTEGRATION,
+                "external-doc-url": "https://qiskit.github.io/qiskit-addon-cutting/",
+                "tags": ["software"],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": [
+                    "hybrid_provider.operators.cut",
+                    "hybrid_provider.operators.submit",
+                    "hybrid_provider.operators.reconstruct",
+                ],
+            }
+        ],
+        "sensors": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": ["hybrid_provider.sensors.kueue_wait"],
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": ["hybrid_provider.hooks.hybrid_quantum"],
+            }
+        ],
+        "connection-types": [
+            {
+                "hook-class-name": "hybrid_provider.hooks.hybrid_quantum.HybridQuantumHook",
+                "hook-name": "Hybrid Quantum",
+                "connection-type": "hybrid_quantum",
+                "conn-fields": {
+                    "backend": {
+                        "label": "Backend (local or kubernetes)",
+                        "schema": {
+                            "type": ["string", "null"],
+                            "enum": ["local", "kubernetes", None],
+                        },
+                    },
+                    "store_uri": {
+                        "label": "Artifact store URI (file://, s3://, ...)",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "kubernetes_conn_id": {
+                        "label": "Kubernetes connection id (kubernetes backend)",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "namespace": {
+                        "label": "Namespace for workflows (kubernetes backend)",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "argo_ui_url": {
+                        "label": "Argo UI base URL (for links)",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                },
+                "ui-field-behaviour": {
+                    "hidden-fields": ["host", "schema", "login", "password", "port", "extra"]
+                },
+            }
+        ],
+        "extra-links": [
+            "hybrid_provider.links.ResultsReportLink",
+        ],
+        "config": {
+            "hybrid_quantum": {
+                "description": "Defaults for the Hybrid Quantum provider's operators.",
+                "options": {
+                    "store_uri": {
+                        "description": (
+                            "Artifact store for cut jobs, batch results and reports, when "
+                            "neither the task nor its connection names one."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "s3://my-bucket/hybrid-quantum",
+                        "default": "file://{AIRFLOW_HOME}/hybrid-quantum",
+                    },
+                },
+            }
+        },
+    }

@@ -1,0 +1,71 @@
+"""CupyReconstructOperator: expectation values and standard errors from the batch results."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context
+
+from hybrid_provider.core import store
+from hybrid_provider.core.manifest import artifact_uri
+from hybrid_provider.core.reconstruct.combine import reconstruct_job
+from hybrid_provider.hooks.hybrid_quantum import HybridQuantumHook
+from hybrid_provider.links import ResultsReportLink
+from hybrid_provider.operators._common import UsesHybridConnection, bad_input_fails_task
+
+RESULTS_NAME = "results/reconstruction.json"
+
+
+class CupyReconstructOperator(UsesHybridConnection, BaseOperator):
+    """Reconstruct on a GPU with CuPy when one is present, with NumPy otherwise.
+
+    Refuses (naming them) when batch results are missing or fail their checksums, so no partial
+    answer is published. Writes the values to the job folder and returns them (they are small).
+
+    :param manifest_uri: the cut job.
+    :param device: ``auto`` (GPU if present), ``gpu`` or ``cpu``.
+    """
+
+    template_fields: Sequence[str] = ("manifest_uri", "device")
+    operator_extra_links = (ResultsReportLink(),)
+    ui_color = "#d4edda"
+
+    def __init__(
+        self,
+        *,
+        manifest_uri: str,
+        device: str = "auto",
+        hybrid_conn_id: str = HybridQuantumHook.default_conn_name,
+        backend: str | None = None,
+        store_uri: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.manifest_uri = manifest_uri
+        self.device = device
+        self.hybrid_conn_id = hybrid_conn_id
+        self.backend = backend
+        self.store_uri = store_uri
+        self.results_url: str | None = None
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        with bad_input_fails_task():
+            result = reconstruct_job(self.manifest_uri, device=self.device)
+        self.log.info(
+            "Reconstructed %d observable(s) in %.3f s with %s (%s mode%s):",
+            len(result.values),
+            result.seconds,
+            result.array_module,
+            result.mode,
+            f", {result.shots} shots" if result.shots else "",
+        )
+        for label, value, error in zip(
+            result.observables, result.values, result.std_errors, strict=True
+        ):
+            self.log.info("  <%s> = %+.10f ± %.2e", label, value, error)
+        results_uri = artifact_uri(store.normalise_uri(self.manifest_uri), RESULTS_NAME)
+        payload = {"manifest_uri": self.manifest_uri, **result.as_dict()}
+        store.write_json_atomic(results_uri, payload)
+        self.results_url = results_uri
+        return {**payload, "results_uri": results_uri}
