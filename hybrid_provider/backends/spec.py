@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hybrid_provider.constants import DEFAULT_LOCAL_QUEUES, FLAVORS
 from hybrid_provider.core.errors import InputError
-from hybrid_provider.core.execute.batch import ExecutionOptions
+from hybrid_provider.core.execute.options import ExecutionOptions
 from hybrid_provider.core.manifest import JobManifest
 
 MAX_NAME_LENGTH = 63

@@ -6,6 +6,7 @@ Every failure here is the user's to fix, so each message says what was wrong and
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterable, Mapping, Sequence
 
 from qiskit import QuantumCircuit, qpy
@@ -72,7 +73,7 @@ def _from_qpy(data: bytes, origin: str) -> QuantumCircuit:
 
 
 def _from_qasm(text: str, origin: str) -> QuantumCircuit:
-    version_3 = text.lstrip().startswith("OPENQASM 3")
+    version_3 = re.search(r"^\s*OPENQASM\s+3", text, flags=re.MULTILINE) is not None
     try:
         if version_3:
             from qiskit import qasm3

@@ -7,9 +7,6 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
-from hybrid_provider.core.cut.job import write_job
-from hybrid_provider.core.cut.plan import plan_cuts
-from hybrid_provider.core.inputs import load_circuit, parse_observables
 from hybrid_provider.hooks.hybrid_quantum import HybridQuantumHook
 from hybrid_provider.operators._common import UsesHybridConnection, bad_input_fails_task, safe_path
 
@@ -60,6 +57,7 @@ class CutCircuitOperator(UsesHybridConnection, BaseOperator):
         store_uri: str | None = None,
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("multiple_outputs", True)  # op.output["manifest_uri"] and friends
         super().__init__(**kwargs)
         self.circuit = circuit
         self.observables = observables
@@ -74,6 +72,10 @@ class CutCircuitOperator(UsesHybridConnection, BaseOperator):
         self.store_uri = store_uri
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from hybrid_provider.core.cut.job import write_job
+        from hybrid_provider.core.cut.plan import plan_cuts
+        from hybrid_provider.core.inputs import load_circuit, parse_observables
+
         with bad_input_fails_task():
             circuit = load_circuit(self.circuit, self.parameters)
             observables = parse_observables(self.observables, circuit.num_qubits)

@@ -9,7 +9,6 @@ from airflow.sdk import BaseOperator, Context
 
 from hybrid_provider.core import store
 from hybrid_provider.core.manifest import artifact_uri
-from hybrid_provider.core.reconstruct.combine import reconstruct_job
 from hybrid_provider.hooks.hybrid_quantum import HybridQuantumHook
 from hybrid_provider.links import ResultsReportLink
 from hybrid_provider.operators._common import UsesHybridConnection, bad_input_fails_task
@@ -41,6 +40,7 @@ class CupyReconstructOperator(UsesHybridConnection, BaseOperator):
         store_uri: str | None = None,
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("multiple_outputs", True)  # op.output["manifest_uri"] and friends
         super().__init__(**kwargs)
         self.manifest_uri = manifest_uri
         self.device = device
@@ -50,6 +50,8 @@ class CupyReconstructOperator(UsesHybridConnection, BaseOperator):
         self.results_url: str | None = None
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from hybrid_provider.core.reconstruct.combine import reconstruct_job
+
         with bad_input_fails_task():
             result = reconstruct_job(self.manifest_uri, device=self.device)
         self.log.info(

@@ -9,7 +9,7 @@ from airflow.sdk import BaseOperator, Context
 
 from hybrid_provider.backends.spec import compile_spec, label_value, workflow_name
 from hybrid_provider.constants import DAG_ID_LABEL, RUN_ID_LABEL, TASK_ID_LABEL
-from hybrid_provider.core.execute.batch import ExecutionOptions
+from hybrid_provider.core.execute.options import ExecutionOptions
 from hybrid_provider.core.manifest import load_manifest
 from hybrid_provider.hooks.hybrid_quantum import HybridQuantumHook
 from hybrid_provider.operators._common import UsesHybridConnection, bad_input_fails_task
@@ -63,6 +63,7 @@ class ArgoSubmitOperator(UsesHybridConnection, BaseOperator):
         store_uri: str | None = None,
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("multiple_outputs", True)  # op.output["manifest_uri"] and friends
         super().__init__(**kwargs)
         self.manifest_uri = manifest_uri
         self.mode = mode

@@ -19,7 +19,6 @@ from hybrid_provider.backends.spec import WorkflowSpec
 from hybrid_provider.backends.status import Admission, BatchStatus, WorkflowPhase, WorkflowStatus
 from hybrid_provider.core import store
 from hybrid_provider.core.errors import BackendError, InputError
-from hybrid_provider.core.execute.simulate import gpu_available
 
 RUNS_FOLDER = "_runs"
 SPEC_FILE, QUOTA_FILE, STATE_FILE = "spec.json", "quota.json", "state.json"
@@ -28,6 +27,8 @@ PID_FILE, STOP_FILE, LOG_FILE = "runner.pid", "stop-requested", "runner.log"
 
 def default_quota() -> dict[str, int]:
     """Slots per flavor: every core for cpu, one for a GPU when Aer can use one, one QPU."""
+    from hybrid_provider.core.execute.simulate import gpu_available
+
     return {"cpu": os.cpu_count() or 1, "gpu": 1 if gpu_available() else 0, "qpu": 1}
 
 

@@ -11,50 +11,18 @@ import io
 import logging
 import time
 from datetime import datetime, timezone
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from qiskit import QuantumCircuit, qpy
 
 from hybrid_provider.core import store
 from hybrid_provider.core.errors import ArtifactError, InputError
 from hybrid_provider.core.execute import samplers, simulate
+from hybrid_provider.core.execute.options import DEFAULT_SAMPLER, ExecutionOptions
 from hybrid_provider.core.execute.outcomes import Outcomes, build_outcomes
 from hybrid_provider.core.manifest import JobManifest, artifact_uri, load_manifest, read_artifact
 
 log = logging.getLogger(__name__)
-
-Mode = Literal["exact", "shots"]
-Device = Literal["cpu", "gpu", "auto"]
-DEFAULT_SAMPLER = "aer"
-
-
-class ExecutionOptions(BaseModel):
-    """How subexperiments run; part of every result record, so changed options re-run batches."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    mode: Mode = "exact"
-    shots: int | None = Field(default=None, description="shots per subexperiment (shot mode)")
-    seed: int = 1234
-    device: Device = "cpu"
-    sampler: str = Field(
-        default=DEFAULT_SAMPLER,
-        description="'aer' (batched statevector), 'aer-sampler', or 'module:attribute'",
-    )
-
-    @model_validator(mode="after")
-    def _consistent(self) -> ExecutionOptions:
-        if self.mode == "shots" and (self.shots is None or self.shots < 1):
-            raise InputError("shot mode needs a positive number of shots (e.g. --shots 4096)")
-        if self.mode == "exact" and self.shots is not None:
-            raise InputError("exact mode takes no shot count: drop --shots or use shot mode")
-        if self.mode == "exact" and self.sampler != DEFAULT_SAMPLER:
-            raise InputError(
-                f"exact mode needs the built-in simulator; sampler '{self.sampler}' can only "
-                "run in shot mode"
-            )
-        return self
 
 
 class BatchReport(NamedTuple):

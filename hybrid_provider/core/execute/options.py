@@ -1,0 +1,41 @@
+"""How subexperiments run. Kept free of Qiskit imports: specs and DAG files load it cheaply."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from hybrid_provider.core.errors import InputError
+
+Mode = Literal["exact", "shots"]
+Device = Literal["cpu", "gpu", "auto"]
+DEFAULT_SAMPLER = "aer"
+
+
+class ExecutionOptions(BaseModel):
+    """How subexperiments run; part of every result record, so changed options re-run batches."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Mode = "exact"
+    shots: int | None = Field(default=None, description="shots per subexperiment (shot mode)")
+    seed: int = 1234
+    device: Device = "cpu"
+    sampler: str = Field(
+        default=DEFAULT_SAMPLER,
+        description="'aer' (batched statevector), 'aer-sampler', or 'module:attribute'",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExecutionOptions:
+        if self.mode == "shots" and (self.shots is None or self.shots < 1):
+            raise InputError("shot mode needs a positive number of shots (e.g. --shots 4096)")
+        if self.mode == "exact" and self.shots is not None:
+            raise InputError("exact mode takes no shot count: drop --shots or use shot mode")
+        if self.mode == "exact" and self.sampler != DEFAULT_SAMPLER:
+            raise InputError(
+                f"exact mode needs the built-in simulator; sampler '{self.sampler}' can only "
+                "run in shot mode"
+            )
+        return self
