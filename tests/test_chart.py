@@ -77,6 +77,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "airflow": {"serviceAccount": {"namespace": "airflow"}},
     },
     "monitoring-on": {"monitoring": {"serviceMonitor": {"enabled": True}}},
+    "kueue-off": {"kueue": {"enabled": False}},
     "everything": {
         "tenantNamespaces": ["team-a", "team-b"],
         "commonLabels": {"team": "quantum"},
@@ -233,7 +234,7 @@ def test_custom_objects_match_upstream_crds(render, value_set):
         if doc["kind"] in CRD_KINDS:
             validate_object(doc)
             checked += 1
-    assert checked >= 6
+    assert checked >= (1 if value_set == "kueue-off" else 7)
 
 
 @pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
@@ -467,6 +468,19 @@ def test_clusterqueues_are_consistent(render, value_set):
         assert lq["spec"]["clusterQueue"] in queues
 
 
+def test_kueue_off_renders_no_kueue_objects(render):
+    docs = render("kueue-off")
+    assert not [d for d in docs if d["apiVersion"].startswith("kueue.x-k8s.io")]
+    one(docs, "WorkflowTemplate", C.BATCH_WORKFLOW_TEMPLATE, NAMESPACE)
+
+
+def test_local_queue_with_unknown_cluster_queue_is_refused(helm, tmp_path):
+    values = {"kueue": {"localQueues": {"lost": "nowhere"}}}
+    done = run_helm(helm, "template", values, tmp_path)
+    assert done.returncode != 0
+    assert "nowhere" in done.stderr
+
+
 def test_gpu_off_removes_gpu_flavor_and_resource(render):
     docs = render("gpu-off")
     assert C.DEFAULT_RESOURCE_FLAVORS["gpu"] not in {
@@ -657,3 +671,45 @@ def test_install_helm_script_is_idempotent(helm):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(Path(helm).parent / "helm")
     assert "already works" in done.stderr
+
+
+def test_a_workflow_referencing_the_template_validates():
+    """The shape the operators generate: a Workflow fanning out over batches via templateRef."""
+    workflow = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"generateName": "cut-", "namespace": NAMESPACE},
+        "spec": {
+            "entrypoint": "main",
+            "serviceAccountName": C.EXECUTOR_SERVICE_ACCOUNT,
+            "podMetadata": {"labels": {C.KUEUE_QUEUE_NAME_LABEL: C.DEFAULT_LOCAL_QUEUES["cpu"]}},
+            "templates": [
+                {
+                    "name": "main",
+                    "dag": {
+                        "tasks": [
+                            {
+                                "name": "batch",
+                                "templateRef": {
+                                    "name": C.BATCH_WORKFLOW_TEMPLATE,
+                                    "template": "run-batch",
+                                },
+                                "arguments": {
+                                    "parameters": [
+                                        {"name": "manifest-uri", "value": "s3://b/j/manifest.json"},
+                                        {"name": "batch", "value": "{{item}}"},
+                                    ]
+                                },
+                                "withItems": [0, 1, 2],
+                            }
+                        ]
+                    },
+                }
+            ],
+        },
+    }
+    path = validate_object(workflow)
+    assert path.name == "argoproj.io_workflows.yaml"
+    workflow["spec"]["templates"][0]["dag"]["tasks"][0]["templateref"] = {}
+    with pytest.raises(CRDValidationError, match=r"spec\.templates\[0\]\.dag\.tasks\[0\]"):
+        validate_object(workflow)
