@@ -9,7 +9,7 @@ from airflow.sdk import BaseOperator, Context
 
 from hybrid_provider.backends.spec import compile_spec, label_value, workflow_name
 from hybrid_provider.constants import DAG_ID_LABEL, RUN_ID_LABEL, TASK_ID_LABEL
-from hybrid_provider.core.execute.options import ExecutionOptions
+from hybrid_provider.core.execute.options import execution_options
 from hybrid_provider.core.manifest import load_manifest
 from hybrid_provider.hooks.hybrid_quantum import HybridQuantumHook
 from hybrid_provider.operators._common import UsesHybridConnection, bad_input_fails_task
@@ -85,7 +85,7 @@ class ArgoSubmitOperator(UsesHybridConnection, BaseOperator):
         dag_id, task_id, run_id = self.dag_id, self.task_id, context["run_id"]
         with bad_input_fails_task():
             manifest = load_manifest(self.manifest_uri)
-            options = ExecutionOptions(
+            options = execution_options(
                 mode=self.mode,
                 shots=None if self.shots in (None, "", "None") else int(self.shots),
                 seed=self.seed,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hybrid_provider.core.errors import InputError
 
@@ -39,3 +39,16 @@ class ExecutionOptions(BaseModel):
                 "run in shot mode"
             )
         return self
+
+
+def execution_options(**fields) -> ExecutionOptions:
+    """Build options, turning pydantic's report into one InputError sentence per problem."""
+    try:
+        return ExecutionOptions(**fields)
+    except ValidationError as exc:
+        problems = "; ".join(
+            error["msg"].removeprefix("Value error, ")
+            + (f" ({'.'.join(map(str, error['loc']))})" if error["loc"] else "")
+            for error in exc.errors()
+        )
+        raise InputError(f"invalid execution options: {problems}") from exc

@@ -1,0 +1,236 @@
+"""``hybrid-quantum``: the quantum stage without Airflow, and the entry point pods run.
+
+``estimate`` chains the stages; ``cut``, ``run-batch`` and ``reconstruct`` are the stages
+themselves. Bad input exits with status 2 and one clear line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from hybrid_provider.core.errors import HybridQuantumError, InputError
+
+DEFAULT_STORE = ".hybrid-quantum"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except (HybridQuantumError, FileNotFoundError, PermissionError) as exc:
+        print(f"hybrid-quantum: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hybrid-quantum",
+        description="Distributed circuit cutting: cut, run subexperiments, reconstruct.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    estimate = commands.add_parser("estimate", help="cut, run every batch here, reconstruct")
+    _add_cut_arguments(estimate)
+    _add_execution_arguments(estimate, required=True)
+    _add_json(estimate)
+    estimate.set_defaults(handler=_estimate)
+
+    cut = commands.add_parser("cut", help="write a cut job to the store; prints its manifest URI")
+    _add_cut_arguments(cut)
+    _add_json(cut)
+    cut.set_defaults(handler=_cut)
+
+    run_batch = commands.add_parser("run-batch", help="run one batch of a job (what a pod runs)")
+    run_batch.add_argument("manifest_uri")
+    which = run_batch.add_mutually_exclusive_group(required=True)
+    which.add_argument("--batch", type=int, help="batch index")
+    which.add_argument("--all", action="store_true", help="every batch, one after another")
+    _add_execution_arguments(run_batch, required=True)
+    run_batch.set_defaults(handler=_run_batch)
+
+    reconstruct = commands.add_parser("reconstruct", help="values and standard errors of a job")
+    reconstruct.add_argument("manifest_uri")
+    reconstruct.add_argument("--device", default="auto", choices=["auto", "gpu", "cpu"])
+    _add_json(reconstruct)
+    reconstruct.set_defaults(handler=_reconstruct)
+    return parser
+
+
+def _add_cut_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("circuit", help="OpenQASM 2/3 file or URI, or a .qpy file")
+    parser.add_argument(
+        "--observables",
+        required=True,
+        help="comma-separated Pauli strings, rightmost letter on qubit 0 (e.g. ZZII,XXXX)",
+    )
+    how = parser.add_mutually_exclusive_group(required=True)
+    how.add_argument("--max-subcircuit-qubits", type=int, help="find cuts automatically")
+    how.add_argument("--partition", help="one label per qubit, qubit 0 first (e.g. AABB)")
+    parser.add_argument(
+        "--parameters", help="comma-separated values for the circuit's parameters, in order"
+    )
+    parser.add_argument("--store", default=DEFAULT_STORE, help="artifact store URI or directory")
+    parser.add_argument("--batches", type=int, default=8, help="number of batches (default 8)")
+    parser.add_argument("--job", help="job name in the store (default: derived from the inputs)")
+
+
+def _add_execution_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
+    mode = parser.add_mutually_exclusive_group(required=required)
+    mode.add_argument("--exact", action="store_true", help="exact simulation (no shot noise)")
+    mode.add_argument("--shots", type=int, help="shots per subexperiment")
+    parser.add_argument("--seed", type=int, default=1234, help="seed for shot sampling")
+    parser.add_argument(
+        "--device", default="cpu", choices=["cpu", "gpu", "auto"], help="Aer device"
+    )
+    parser.add_argument(
+        "--sampler", default="aer", help="aer, aer-sampler, or module:attribute (shot mode)"
+    )
+
+
+def _add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _options(args: argparse.Namespace):
+    from hybrid_provider.core.execute.options import execution_options
+
+    return execution_options(
+        mode="exact" if args.exact else "shots",
+        shots=args.shots,
+        seed=args.seed,
+        device=args.device,
+        sampler=args.sampler,
+    )
+
+
+def _parameters(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(value) for value in text.split(",") if value.strip()]
+    except ValueError as exc:
+        raise InputError(f"--parameters must be comma-separated numbers: {exc}") from exc
+
+
+def _write_cut_job(args: argparse.Namespace):
+    from hybrid_provider.core.cut.job import fingerprint, write_job
+    from hybrid_provider.core.cut.plan import plan_cuts
+    from hybrid_provider.core.inputs import load_circuit, parse_observables
+
+    circuit = load_circuit(args.circuit, _parameters(args.parameters))
+    observables = parse_observables(args.observables, circuit.num_qubits)
+    plan = plan_cuts(
+        circuit,
+        observables,
+        partition_labels=args.partition,
+        max_subcircuit_qubits=args.max_subcircuit_qubits,
+    )
+    job_name = args.job or f"job-{fingerprint(circuit, plan, args.batches)[:12]}"
+    return plan, write_job(circuit, plan, args.store, job_name, args.batches)
+
+
+def _cut(args: argparse.Namespace) -> int:
+    plan, job = _write_cut_job(args)
+    if args.json:
+        _print_json({"manifest_uri": job.manifest_uri, "reused": job.reused, **plan.summary()})
+    else:
+        _print_plan(plan, job.manifest)
+        print(job.manifest_uri)
+    return 0
+
+
+def _run_batch(args: argparse.Namespace) -> int:
+    from hybrid_provider.core.execute.batch import run_batch
+    from hybrid_provider.core.manifest import load_manifest
+
+    options = _options(args)
+    manifest = load_manifest(args.manifest_uri)
+    indices = range(manifest.num_batches) if args.all else [args.batch]
+    for index in indices:
+        report = run_batch(args.manifest_uri, index, options, manifest=manifest)
+        how = (
+            "result already stored"
+            if report.skipped
+            else f"{report.duration_s:.2f} s on {report.device}"
+        )
+        count = report.num_subexperiments
+        print(f"batch {index + 1}/{manifest.num_batches} done ({count} subexperiments, {how})")
+    return 0
+
+
+def _reconstruct(args: argparse.Namespace) -> int:
+    from hybrid_provider.core.reconstruct.combine import reconstruct_job
+
+    result = reconstruct_job(args.manifest_uri, device=args.device)
+    if args.json:
+        _print_json(result.as_dict())
+    else:
+        _print_values(result.observables, result.values, result.std_errors)
+    return 0
+
+
+def _estimate(args: argparse.Namespace) -> int:
+    from hybrid_provider.core.execute.batch import run_batch
+    from hybrid_provider.core.reconstruct.combine import reconstruct_job
+
+    options = _options(args)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    plan, job = _write_cut_job(args)
+    timings["cut"] = time.perf_counter() - started
+    if not args.json:
+        _print_plan(plan, job.manifest)
+    mark = time.perf_counter()
+    for batch in job.manifest.batches:
+        run_batch(job.manifest_uri, batch.index, options, manifest=job.manifest)
+    timings["execute"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    result = reconstruct_job(job.manifest_uri, device=args.device)
+    timings["reconstruct"] = time.perf_counter() - mark
+    timings["total"] = time.perf_counter() - started
+    payload: dict[str, Any] = {
+        "observables": result.observables,
+        "values": result.values,
+        "std_errors": result.std_errors,
+        "num_subexperiments": job.manifest.num_subexperiments,
+        "num_batches": job.manifest.num_batches,
+        "mode": options.mode,
+        "shots": options.shots,
+        "manifest_uri": job.manifest_uri,
+        "plan": plan.summary(),
+        "timings": {stage: round(seconds, 6) for stage, seconds in timings.items()},
+    }
+    if args.json:
+        _print_json(payload)
+        return 0
+    _print_values(result.observables, result.values, result.std_errors)
+    print("timings: " + ", ".join(f"{stage} {seconds:.3f} s" for stage, seconds in timings.items()))
+    return 0
+
+
+def _print_plan(plan, manifest) -> None:
+    print(
+        f"plan: {plan.num_cuts} cut(s) ({plan.num_gate_cuts} gate, {plan.num_wire_cuts} wire), "
+        f"subcircuit widths {plan.subcircuit_widths}, sampling overhead {plan.sampling_overhead:.4g}, "
+        f"{manifest.num_subexperiments} distinct subexperiments "
+        f"({manifest.num_subexperiments_redundant} before de-duplication) in {manifest.num_batches} batches"
+    )
+
+
+def _print_values(observables, values, errors) -> None:
+    for label, value, error in zip(observables, values, errors, strict=True):
+        print(f"<{label}> = {value:+.10f} ± {error:.2e}")
+
+
+def _print_json(payload: dict[str, Any]) -> None:
+    print(json.dumps(payload, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
