@@ -1,0 +1,384 @@
+"""A results report for one cut job: a small HTML page and a PNG plot, written next to the job.
+
+The page shows what the run computed and how: the cut plan, every reconstructed value with its
+standard error (and the exact value when the circuit is small enough to simulate whole), the
+time spent per stage and per batch. The plot shows the values with error bars next to the exact
+values, and the stage times. Everything comes from the store (manifest, batch records,
+``results/reconstruction.json``), so the report can be rebuilt later from the job alone.
+
+No Airflow here: the operator calls :func:`write_report`, and so can anyone with a job URI.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from hybrid_provider.core import store
+from hybrid_provider.core.errors import ArtifactError
+from hybrid_provider.core.manifest import JobManifest, artifact_uri, load_manifest
+
+log = logging.getLogger(__name__)
+
+REPORT_HTML = "report.html"
+REPORT_PNG = "report.png"
+RESULTS_JSON = "results/reconstruction.json"
+#: Files of a job that may be shown to a browser (the Airflow plugin serves only these).
+REPORT_FILES = (REPORT_HTML, REPORT_PNG, RESULTS_JSON)
+
+
+@dataclass(frozen=True)
+class BatchTiming:
+    index: int
+    num_subexperiments: int
+    duration_s: float | None
+    device: str | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """Everything the page and the plot show, gathered from the store."""
+
+    manifest: JobManifest
+    manifest_uri: str
+    observables: list[str]
+    values: list[float]
+    std_errors: list[float]
+    exact: list[float] | None
+    mode: str
+    shots: int | None
+    array_module: str
+    reconstruct_seconds: float
+    batches: list[BatchTiming]
+    title: str = "Circuit cutting results"
+    links: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def batch_seconds(self) -> float:
+        return sum(b.duration_s or 0.0 for b in self.batches)
+
+    @property
+    def last_batch_finished(self) -> datetime | None:
+        moments = [b.finished_at for b in self.batches if b.finished_at]
+        return max(moments) if moments else None
+
+    def stage_seconds(self) -> dict[str, float]:
+        """Seconds per stage; the wall time runs from the manifest's birth to the last batch."""
+        stages = {"execute: batch compute (sum)": self.batch_seconds}
+        last = self.last_batch_finished
+        if last is not None:
+            stages["execute: wall, cut written → last batch"] = max(
+                0.0, (last - _aware(self.manifest.created_at)).total_seconds()
+            )
+        stages["reconstruct"] = self.reconstruct_seconds
+        return stages
+
+
+def report_uris(manifest_uri: str) -> tuple[str, str]:
+    """Where the report of a job lives: (HTML, PNG)."""
+    manifest_uri = store.normalise_uri(manifest_uri)
+    return artifact_uri(manifest_uri, REPORT_HTML), artifact_uri(manifest_uri, REPORT_PNG)
+
+
+def gather(
+    manifest_uri: str,
+    reconstruction: Mapping[str, Any] | None = None,
+    *,
+    exact: Sequence[float] | None | str = "auto",
+    title: str | None = None,
+    links: Mapping[str, str] | None = None,
+) -> ReportData:
+    """Read what the report shows. ``reconstruction`` defaults to ``results/reconstruction.json``.
+
+    ``exact="auto"`` computes exact values on the uncut circuit when it is small enough
+    (see :mod:`hybrid_provider.core.reconstruct.reference`); pass a list to supply them, or
+    None to leave them out.
+    """
+    manifest_uri = store.normalise_uri(manifest_uri)
+    manifest = load_manifest(manifest_uri)
+    if reconstruction is None:
+        reconstruction = store.read_json(
+            artifact_uri(manifest_uri, RESULTS_JSON), what="reconstruction result"
+        )
+    if exact == "auto":
+        exact = _exact_or_none(manifest_uri)
+    observables = list(reconstruction["observables"])
+    if exact is not None and len(exact) != len(observables):
+        raise ValueError(f"{len(exact)} exact values given for {len(observables)} observables")
+    return ReportData(
+        manifest=manifest,
+        manifest_uri=manifest_uri,
+        observables=observables,
+        values=[float(v) for v in reconstruction["values"]],
+        std_errors=[float(e) for e in reconstruction["std_errors"]],
+        exact=None if exact is None else [float(v) for v in exact],
+        mode=str(reconstruction.get("mode", "?")),
+        shots=reconstruction.get("shots"),
+        array_module=str(reconstruction.get("array_module", "?")),
+        reconstruct_seconds=float(reconstruction.get("seconds") or 0.0),
+        batches=_batch_timings(manifest_uri, manifest),
+        title=title or f"Circuit cutting results: {manifest.job_name}",
+        links=dict(links or {}),
+    )
+
+
+def write_report(
+    manifest_uri: str,
+    reconstruction: Mapping[str, Any] | None = None,
+    *,
+    exact: Sequence[float] | None | str = "auto",
+    title: str | None = None,
+    links: Mapping[str, str] | None = None,
+) -> tuple[str, str]:
+    """Build the report of a finished job and write it next to it; returns (HTML, PNG) URIs."""
+    data = gather(manifest_uri, reconstruction, exact=exact, title=title, links=links)
+    html_uri, png_uri = report_uris(data.manifest_uri)
+    store.write_bytes_atomic(png_uri, render_png(data))
+    store.write_bytes_atomic(html_uri, render_html(data).encode())
+    return html_uri, png_uri
+
+
+def _exact_or_none(manifest_uri: str) -> list[float] | None:
+    from hybrid_provider.core.reconstruct.reference import exact_expectation_values
+
+    try:
+        return exact_expectation_values(manifest_uri)
+    except (ArtifactError, MemoryError, ValueError) as exc:
+        log.warning("No exact reference for the report: %s", exc)
+        return None
+
+
+def _batch_timings(manifest_uri: str, manifest: JobManifest) -> list[BatchTiming]:
+    from hybrid_provider.core.execute.batch import record_uri
+
+    timings = []
+    for batch in manifest.batches:
+        uri = record_uri(manifest_uri, batch.index)
+        try:
+            record = store.read_json(uri, what=f"result record of batch {batch.index}")
+        except ArtifactError:
+            record = {}
+        timings.append(
+            BatchTiming(
+                index=batch.index,
+                num_subexperiments=batch.count,
+                duration_s=_float_or_none(record.get("duration_s")),
+                device=record.get("device"),
+                finished_at=_parse_time(record.get("finished_at")),
+            )
+        )
+    return timings
+
+
+def _float_or_none(value: Any) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return _aware(datetime.fromisoformat(value))
+    except ValueError:
+        return None
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+# --------------------------------------------------------------------------- the plot
+
+
+def render_png(data: ReportData) -> bytes:
+    """Values with error bars (and exact values), stage times, batch times: one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure  # no pyplot: no global state, safe in any thread
+
+    figure = Figure(figsize=(12, 4.2), dpi=100, layout="constrained")
+    values_ax, stages_ax, batches_ax = figure.subplots(
+        1, 3, gridspec_kw={"width_ratios": [2.2, 1.3, 1.2]}
+    )
+    positions = list(range(len(data.observables)))
+    values_ax.errorbar(
+        positions,
+        data.values,
+        yerr=data.std_errors,
+        fmt="o",
+        color="#1f77b4",
+        ecolor="#1f77b4",
+        capsize=5,
+        label="reconstructed ± 1 s.e.",
+    )
+    if data.exact is not None:
+        values_ax.scatter(
+            positions, data.exact, marker="x", s=70, color="#d62728", zorder=3, label="exact"
+        )
+    values_ax.axhline(0.0, color="#999999", linewidth=0.6)
+    values_ax.set_xticks(positions, [_short(o) for o in data.observables], rotation=25)
+    values_ax.tick_params(axis="x", labelsize=8)
+    values_ax.set_xlim(-0.6, len(positions) - 0.4)
+    values_ax.set_ylabel("expectation value")
+    mode = data.mode + (f", {data.shots} shots" if data.shots else "")
+    values_ax.set_title(f"Reconstructed values ({mode})")
+    values_ax.legend(loc="best", fontsize=8)
+
+    stages = data.stage_seconds()
+    names = list(stages)
+    stages_ax.barh(range(len(names)), list(stages.values()), color="#6baed6")
+    stages_ax.set_yticks(range(len(names)), [n.replace(": ", ":\n", 1) for n in names])
+    stages_ax.tick_params(axis="y", labelsize=8)
+    stages_ax.invert_yaxis()
+    stages_ax.set_xlabel("seconds")
+    stages_ax.set_title("Time per stage")
+    for row, seconds in enumerate(stages.values()):
+        stages_ax.text(seconds, row, f" {seconds:.3g} s", va="center", fontsize=8)
+    stages_ax.margins(x=0.35)
+
+    batch_seconds = [b.duration_s or 0.0 for b in data.batches]
+    batches_ax.bar([b.index for b in data.batches], batch_seconds, color="#74c476")
+    batches_ax.set_xlabel("batch")
+    batches_ax.set_ylabel("seconds")
+    batches_ax.set_title(f"Time per batch ({len(data.batches)})")
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def _short(label: str) -> str:
+    """``IIIIIZZIIIII`` → ``Z5 Z6`` (qubit numbers; the rightmost letter acts on qubit 0)."""
+    if "I" not in label or set(label) == {"I"}:
+        return label if len(label) <= 14 else label[:13] + "…"
+    terms = [f"{p}{q}" for q, p in enumerate(reversed(label)) if p != "I"]
+    text = " ".join(terms)
+    return text if len(text) <= 18 else text[:17] + "…"
+
+
+# --------------------------------------------------------------------------- the page
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5rem auto; max-width: 70rem; color: #222; }
+h1 { font-size: 1.4rem; } h2 { font-size: 1.1rem; margin-top: 1.6rem; }
+table { border-collapse: collapse; margin: 0.4rem 0; }
+th, td { border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+code, td.obs { font-family: ui-monospace, monospace; }
+img { max-width: 100%; border: 1px solid #ddd; }
+.muted { color: #666; font-size: 0.9rem; }
+"""
+
+
+def render_html(data: ReportData) -> str:
+    """A self-contained page (styles inline, the plot by relative URL, no scripts)."""
+    e = html.escape
+    manifest, plan = data.manifest, data.manifest.plan
+    mode = data.mode + (f", {data.shots} shots per subexperiment" if data.shots else "")
+    widths = ", ".join(f"{label}: {w}" for label, w in plan.subcircuit_widths.items())
+    plan_rows = [
+        ("qubits", plan.num_qubits),
+        ("partition labels", plan.partition_labels),
+        ("cuts", f"{plan.num_cuts} ({plan.num_gate_cuts} gate, {plan.num_wire_cuts} wire)"),
+        ("subcircuit widths", widths),
+        ("sampling overhead", f"{plan.sampling_overhead:.6g}"),
+        ("QPD coefficients", plan.num_coefficients),
+        ("distinct subexperiments", manifest.num_subexperiments),
+        ("subexperiments without de-duplication", manifest.num_subexperiments_redundant),
+        ("batches", manifest.num_batches),
+    ]
+    value_head = ["observable", "reconstructed", "standard error"]
+    if data.exact is not None:
+        value_head += ["exact", "|error|", "error / s.e."]
+    value_rows = []
+    for i, label in enumerate(data.observables):
+        value, error = data.values[i], data.std_errors[i]
+        cells = [f'<td class="obs">{e(label)}</td>', _num(f"{value:+.10f}"), _num(f"{error:.3e}")]
+        if data.exact is not None:
+            deviation = abs(value - data.exact[i])
+            ratio = deviation / error if error > 0 else math.inf if deviation > 1e-9 else 0.0
+            cells += [
+                _num(f"{data.exact[i]:+.10f}"),
+                _num(f"{deviation:.3e}"),
+                _num("—" if math.isinf(ratio) else f"{ratio:.2f}"),
+            ]
+        value_rows.append("<tr>" + "".join(cells) + "</tr>")
+    stage_rows = [
+        f"<tr><td>{e(name)}</td>{_num(f'{seconds:.3f}')}</tr>"
+        for name, seconds in data.stage_seconds().items()
+    ]
+    batch_rows = [
+        "<tr>"
+        + _num(str(b.index))
+        + _num(str(b.num_subexperiments))
+        + f"<td>{e(b.device or '—')}</td>"
+        + _num("—" if b.duration_s is None else f"{b.duration_s:.3f}")
+        + f"<td>{e(b.finished_at.isoformat(timespec='seconds') if b.finished_at else '—')}</td>"
+        + "</tr>"
+        for b in data.batches
+    ]
+    links = "".join(
+        f'<li><a href="{e(url, quote=True)}">{e(text)}</a></li>' for text, url in data.links.items()
+    )
+    exact_note = (
+        "Exact values: statevector simulation of the uncut circuit."
+        if data.exact is not None
+        else "No exact values (the circuit is too wide to simulate whole, or none were given)."
+    )
+    generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{e(data.title)}</title>
+<style>{_STYLE}</style>
+</head>
+<body>
+<h1>{e(data.title)}</h1>
+<p class="muted">Job <code>{e(manifest.job_name)}</code>, cut at
+{e(_aware(manifest.created_at).isoformat(timespec="seconds"))}; {e(mode)}; reconstructed with
+<code>{e(data.array_module)}</code>. Report generated {e(generated)}.</p>
+<h2>Reconstructed expectation values</h2>
+<table id="values">
+<tr>{"".join(f"<th>{e(h)}</th>" for h in value_head)}</tr>
+{chr(10).join(value_rows)}
+</table>
+<p class="muted">{e(exact_note)} Standard errors come from shot noise (zero in exact mode).</p>
+<img src="{REPORT_PNG}" alt="Reconstructed values with error bars, and time per stage">
+<h2>Cut plan</h2>
+<table id="plan">
+{chr(10).join(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in plan_rows)}
+</table>
+<h2>Time per stage (seconds)</h2>
+<table id="stages">
+{chr(10).join(stage_rows)}
+</table>
+<h2>Batches</h2>
+<table id="batches">
+<tr><th>batch</th><th>subexperiments</th><th>device</th><th>seconds</th><th>finished</th></tr>
+{chr(10).join(batch_rows)}
+</table>
+<h2>Files</h2>
+<ul>
+<li><a href="{RESULTS_JSON}">{RESULTS_JSON}</a> (values as JSON)</li>
+{links}
+</ul>
+<p class="muted">Manifest: <code>{e(data.manifest_uri)}</code></p>
+</body>
+</html>
+"""
+
+
+def _num(text: str) -> str:
+    return f'<td class="num">{html.escape(text)}</td>'
