@@ -69,5 +69,22 @@ class CupyReconstructOperator(UsesHybridConnection, BaseOperator):
         results_uri = artifact_uri(store.normalise_uri(self.manifest_uri), RESULTS_NAME)
         payload = {"manifest_uri": self.manifest_uri, **result.as_dict()}
         store.write_json_atomic(results_uri, payload)
-        self.results_url = results_uri
+        self.results_url = self._write_report(payload) or results_uri
         return {**payload, "results_uri": results_uri}
+
+    def _write_report(self, payload: dict[str, Any]) -> str | None:
+        """The results report (HTML + PNG) next to the job; its browser URL for the link.
+
+        The values are already written: a report that cannot be built is logged, not fatal.
+        """
+        from hybrid_provider.core.reconstruct.report import write_report
+        from hybrid_provider.plugins import report_url
+
+        try:
+            html_uri, png_uri = write_report(self.manifest_uri, payload)
+        except Exception:
+            self.log.warning("Could not build the results report", exc_info=True)
+            return None
+        url = report_url(html_uri)
+        self.log.info("Results report: %s (plot %s); open it at %s", html_uri, png_uri, url)
+        return url
