@@ -1,16 +1,21 @@
 # Two commands set everything up on a fresh machine (Python and pip only):
 #   make demo   run the example nightly DAG end to end on the local backend
 #   make test   run the test suite
+# And to watch it in the Airflow UI:
+#   make airflow   airflow standalone for the example DAGs (isolated AIRFLOW_HOME); Ctrl-C stops it
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_HOME := $(CURDIR)/.airflow-home
 DEMO_DATE ?= 2026-11-27
+UI_HOME := $(CURDIR)/.airflow-ui
+# 0: 8080 when free, any free port otherwise
+AIRFLOW_PORT ?= 0
 AIRFLOW_ENV := AIRFLOW_HOME=$(DEMO_HOME) AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
 	AIRFLOW__CORE__LOAD_EXAMPLES=False
 
-.PHONY: install demo test test-fast lint clean
+.PHONY: install demo airflow browser screenshots test test-fast lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +37,18 @@ demo: install
 		|| (tail -n 60 $(DEMO_HOME)/dag-test.log; exit 1)
 	@$(AIRFLOW_ENV) $(BIN)/python scripts/show_results.py $(DEMO_HOME)/hybrid-quantum/nightly-results/$(DEMO_DATE).csv
 
-test: install
+airflow: install
+	$(BIN)/python scripts/airflow_standalone.py --home $(UI_HOME) --port $(AIRFLOW_PORT)
+
+# Debian's chromium for the browser test (idempotent; needs root to install, as CI is)
+browser:
+	bash scripts/install_browser.sh
+
+# Run the browser test and keep its screenshots for docs/monitoring.md
+screenshots: install browser
+	HYBRID_SCREENSHOTS_DIR=$(CURDIR)/docs/images $(BIN)/python -m pytest -q tests/test_browser.py
+
+test: install browser
 	$(BIN)/python -m pytest -q
 
 test-fast: install
@@ -42,4 +58,4 @@ lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(DEMO_HOME) .hybrid-quantum .pytest_cache
+	rm -rf $(DEMO_HOME) $(UI_HOME) .hybrid-quantum .pytest_cache
