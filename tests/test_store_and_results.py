@@ -88,7 +88,9 @@ def test_reconstruction_names_missing_and_corrupt_batches_and_publishes_nothing(
     run_batch(job.manifest_uri, 1, ExecutionOptions())
     results = tmp_path / "job" / "results" / "batch-00002.npz"
     results.write_bytes(results.read_bytes()[:-10])
-    with pytest.raises(ArtifactError, match=r"(?s)batch 2: result of batch 2 .* fails its checksum"):
+    with pytest.raises(
+        ArtifactError, match=r"(?s)batch 2: result of batch 2 .* fails its checksum"
+    ):
         reconstruct_job(job.manifest_uri)
     assert not (tmp_path / "job" / "results" / "reconstruction.json").exists()
 
