@@ -86,3 +86,55 @@ def old_kueue_cluster(monkeypatch, tmp_path):
     c = _start(monkeypatch, tmp_path, kueue_versions=("v1beta1",), visibility=False)
     yield c
     c.server.stop()
+
+
+def write_fake_manifest(
+    folder, num_batches: int = 4, num_subexperiments: int = 100, job: str = "job-test"
+) -> str:
+    """A valid manifest without circuits: enough for compiling and submitting workflows."""
+    from datetime import datetime, timezone
+
+    from hybrid_provider.core import store
+    from hybrid_provider.core.manifest import BatchRef, CutSummary, FileRef, JobManifest
+
+    per = -(-num_subexperiments // num_batches)
+    batches = [
+        BatchRef(
+            path=f"batches/{i}.npz",
+            sha256="0" * 64,
+            index=i,
+            first=i * per,
+            count=max(0, min(per, num_subexperiments - i * per)),
+        )
+        for i in range(num_batches)
+    ]
+    manifest = JobManifest(
+        job_name=job,
+        created_at=datetime(2026, 11, 28, tzinfo=timezone.utc),
+        fingerprint="f" * 64,
+        observables=["ZZZZ"],
+        plan=CutSummary(
+            num_qubits=4,
+            partition_labels="AABB",
+            num_cuts=1,
+            num_gate_cuts=1,
+            num_wire_cuts=0,
+            subcircuit_widths={"A": 2, "B": 2},
+            sampling_overhead=9.0,
+            num_coefficients=6,
+        ),
+        num_subexperiments=num_subexperiments,
+        num_subexperiments_redundant=num_subexperiments,
+        circuit=FileRef(path="circuit.qpy", sha256="0" * 64),
+        reconstruction=FileRef(path="reconstruction.npz", sha256="0" * 64),
+        subsystems=[],
+        batches=batches,
+    )
+    uri = store.normalise_uri(f"{folder}/{job}/manifest.json")
+    store.write_bytes_atomic(uri, manifest.model_dump_json().encode())
+    return uri
+
+
+@pytest.fixture
+def manifest_uri(tmp_path) -> str:
+    return write_fake_manifest(tmp_path / "store")

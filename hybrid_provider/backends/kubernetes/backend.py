@@ -70,9 +70,10 @@ class KubernetesBackend:
         self.kubernetes_conn_id = kubernetes_conn_id or DEFAULT_CONN_ID
         self._namespace = namespace
         self.argo_ui_url = argo_ui_url or _configured_ui_url()
-        self._raw_options = dict(options)
+        # Connection form fields left empty arrive as None or "": use the defaults for those.
+        self._raw_options = {k: v for k, v in options.items() if v not in (None, "")}
         try:
-            KubernetesOptions(**options)  # fail early on a misspelt extra
+            KubernetesOptions(**self._raw_options)  # fail early on a misspelt extra
         except ValidationError as exc:
             raise InputError(f"invalid kubernetes backend options: {exc}") from exc
         self._hook = None
