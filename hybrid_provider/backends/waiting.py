@@ -63,8 +63,12 @@ def pending_description(status: WorkflowStatus) -> str:
     parts = []
     for batch in status.batches:
         if batch.phase == BatchPhase.PENDING and batch.admission != Admission.EVICTED:
-            where = f"position {batch.queue_position}" if batch.queue_position is not None else ""
             why = batch.message or batch.reason or "waiting for quota"
+            where = (
+                f"position {batch.queue_position}"
+                if batch.queue_position is not None and "position" not in why
+                else ""
+            )
             parts.append(
                 f"batch {batch.index} ({batch.flavor}, {why}{', ' + where if where else ''})"
             )

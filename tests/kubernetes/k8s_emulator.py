@@ -168,6 +168,7 @@ class EmulatedKubernetes:
             key: {} for key in RESOURCES
         }
         self.logs: dict[tuple[str, str], str] = {}
+        self.created: dict[tuple[str, ...], int] = {}  # creation order, for queue positions
         self.queue_ahead: dict[tuple[str, str], int] = {}
         self.requests: list[tuple[str, str]] = []
         self._rv = 0
@@ -236,7 +237,9 @@ class EmulatedKubernetes:
             meta.setdefault("uid", str(uuid.uuid4()))
             meta.setdefault("creationTimestamp", now_text())
             meta["resourceVersion"] = self._next_rv()
-            self.store[(group, plural)][(meta.get("namespace", ""), meta["name"])] = obj
+            key = (meta.get("namespace", ""), meta["name"])
+            self.created.setdefault((group, plural, *key), self._rv)
+            self.store[(group, plural)][key] = obj
             return obj
 
     def get(self, group: str, plural: str, namespace: str, name: str) -> Obj | None:
@@ -254,6 +257,7 @@ class EmulatedKubernetes:
     def delete(self, group: str, plural: str, namespace: str, name: str) -> None:
         with self.lock:
             self.store[(group, plural)].pop((namespace or "", name), None)
+            self.created.pop((group, plural, namespace or "", name), None)
             if (group, plural) == ("", "pods"):  # ownerReference garbage collection
                 for key, workload in list(self.store[(KUEUE, "workloads")].items()):
                     owners = workload["metadata"].get("ownerReferences") or []
@@ -434,7 +438,9 @@ class EmulatedKubernetes:
             if w["spec"].get("queueName") == queue and not _true(w, "QuotaReserved")
             and not _true(w, "Finished")
         ]  # fmt: skip
-        pending.sort(key=lambda w: (w["metadata"]["creationTimestamp"], w["metadata"]["name"]))
+        pending.sort(
+            key=lambda w: self.created[(KUEUE, "workloads", namespace, w["metadata"]["name"])]
+        )
         items = [
             {
                 "metadata": {"name": w["metadata"]["name"], "namespace": namespace},
@@ -783,11 +789,8 @@ class ArgoEmulation:
             parent.update(
                 phase=node["phase"], message=node.get("message", ""), finishedAt=now_text()
             )
-        top = [
-            n
-            for n in wf["status"]["nodes"].values()
-            if n.get("boundaryID") == wf["metadata"]["name"]
-        ]
+        nodes = wf["status"]["nodes"]
+        top = [nodes[child] for child in nodes[wf["metadata"]["name"]]["children"]]
         if all(n["phase"] in ("Succeeded", "Failed", "Error") for n in top):
             failed = [n for n in top if n["phase"] != "Succeeded"]
             wf["status"]["phase"] = "Failed" if failed else "Succeeded"
