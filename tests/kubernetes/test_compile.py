@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from k8s_support import ARGO_CRD, CASES, make_spec, write_fake_manifest
+from schema_validation import CRDValidationError, validate_against_crd
 
 from hybrid_provider import constants as C
 from hybrid_provider.backends.kubernetes.compile import (
@@ -18,40 +20,13 @@ from hybrid_provider.backends.kubernetes.compile import (
     batches_of,
     compile_workflow,
 )
-from hybrid_provider.backends.spec import BatchTask, WorkflowSpec
 from hybrid_provider.core.errors import InputError
-from hybrid_provider.core.execute.options import ExecutionOptions
-from tests.schema_validation import CRDValidationError, crd_path, validate_against_crd
 
-ARGO_CRD = crd_path("argo/argoproj.io_workflows.yaml")
 REPO = Path(__file__).resolve().parents[2]
-
-
-def make_spec(flavors, per_batch=10, **extra) -> WorkflowSpec:
-    return WorkflowSpec(
-        name="hq-nightly-submit-0123456789",
-        manifest_uri="s3://bucket/jobs/job-1/manifest.json",
-        job_name="job-1",
-        execution=extra.pop("execution", ExecutionOptions()),
-        batches=[
-            BatchTask(index=i, flavor=f, num_subexperiments=per_batch)
-            for i, f in enumerate(flavors)
-        ],
-        labels={C.DAG_ID_LABEL: "nightly", C.TASK_ID_LABEL: "submit", C.RUN_ID_LABEL: "r1"},
-        **extra,
-    )
 
 
 def templates(workflow):
     return {t["name"]: t for t in workflow["spec"]["templates"]}
-
-
-CASES = {
-    "plain": make_spec(["cpu"] * 4),
-    "gpu": make_spec(["gpu"] * 3, priority_class="hybrid-quantum-interactive"),
-    "qpu": make_spec(["qpu"] * 2, execution=ExecutionOptions(mode="shots", shots=4096)),
-    "mixed": make_spec(["cpu", "gpu", "qpu", "cpu"], priority_class="hybrid-quantum-nightly"),
-}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -197,8 +172,6 @@ def test_store_credentials_only_by_secret_reference():
 
 
 def test_dry_run_cli_prints_the_workflow(tmp_path):
-    from tests.kubernetes.conftest import write_fake_manifest
-
     uri = write_fake_manifest(tmp_path, num_batches=3)
     done = subprocess.run(
         [sys.executable, "-m", "hybrid_provider.cli", "workflow", uri, "--flavor", "qpu",

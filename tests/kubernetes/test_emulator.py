@@ -8,8 +8,7 @@ import urllib.parse
 import urllib.request
 
 import pytest
-
-from tests.kubernetes.k8s_emulator import merge_patch, parse_selector
+from k8s_emulator import merge_patch, parse_selector
 
 WF = "/apis/argoproj.io/v1alpha1/namespaces/quantum/workflows"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from k8s_support import CASES, K8S_CONN, NAMESPACE
 
 from hybrid_provider.backends.kubernetes.compile import KubernetesOptions, compile_workflow
 from hybrid_provider.hooks.kubernetes import (
@@ -12,8 +13,6 @@ from hybrid_provider.hooks.kubernetes import (
     AsyncArgoKueueHook,
     KubernetesApiError,
 )
-from tests.kubernetes.conftest import K8S_CONN, NAMESPACE
-from tests.kubernetes.test_compile import CASES
 
 
 def body(name="hq-a", labels=None):

@@ -10,13 +10,13 @@ import pendulum
 import pytest
 from airflow.sdk import DAG
 from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
+from k8s_support import ARGO_UI, NAMESPACE, write_fake_manifest
 
 from hybrid_provider.backends.status import Admission, BatchPhase
 from hybrid_provider.links import ArgoWorkflowLink
 from hybrid_provider.operators.submit import ArgoSubmitOperator
 from hybrid_provider.sensors.kueue_wait import KueueWaitSensor
 from hybrid_provider.triggers.kueue_wait import KueueWaitTrigger
-from tests.kubernetes.conftest import ARGO_UI, NAMESPACE, write_fake_manifest
 
 RUN_ID = "scheduled__2026-11-28T00:00:00+00:00"
 DAG_ARGS = {"schedule": None, "start_date": pendulum.datetime(2026, 11, 1, tz="UTC")}
