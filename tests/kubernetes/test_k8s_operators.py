@@ -150,19 +150,19 @@ def test_sensor_reports_admission_and_queue_position_per_flavor(cluster, tmp_pat
     text = capsys.readouterr().out
     status = sensor.hook.get_backend().status(name)
     assert status.by_flavor() == {
-        "cpu": {"admitted": 1, "running": 1, "pending": 1},
+        "cpu": {"running": 1, "pending": 1},
         "qpu": {"pending": 2},
     }
     positions = {b.index: b.queue_position for b in status.batches}
     assert positions == {0: None, 1: 0, 2: 5, 3: 6}
     assert status.phase.value == "Running" and not status.all_admitted  # Running is not admitted
-    assert "cpu: 1 admitted, 1 pending, 1 running; qpu: 2 pending" in text
+    assert "cpu: 1 pending, 1 running; qpu: 2 pending" in text
     assert "batch 2 (qpu" in text and "position 5" in text and "insufficient unused quota" in text
 
     for batch in (1, 2, 3):
         cluster.argo.admit(NAMESPACE, name, batch)
     done = sensor.poke({})
-    assert done.is_done and done.xcom_value["by_flavor"]["qpu"] == {"admitted": 2, "running": 2}
+    assert done.is_done and done.xcom_value["by_flavor"]["qpu"] == {"running": 2}
 
 
 def test_preemption_is_reported_and_waited_out_not_failed(cluster, manifest_uri, capsys):
@@ -326,7 +326,7 @@ def test_trigger_waits_while_batches_progress(cluster, manifest_uri):
 
     event = asyncio.run(scenario())
     assert event.payload["state"] == "done"
-    assert event.payload["summary"]["by_flavor"]["cpu"]["admitted"] == 4
+    assert event.payload["summary"]["by_flavor"]["cpu"] == {"running": 4}
 
 
 def test_trigger_on_kill_stops_the_workflow(cluster, manifest_uri):
