@@ -70,6 +70,7 @@ def test_bad_input_exits_2_with_one_clear_line(tmp_path, circuit_file, capsys, a
     assert main(["estimate", str(path), "--store", str(tmp_path), *args]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+    assert not list(tmp_path.rglob("manifest.json")) and not list(tmp_path.rglob("*.qpy"))
 
 
 def test_the_installed_console_script_reports_a_missing_manifest(tmp_path):
