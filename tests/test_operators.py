@@ -85,7 +85,11 @@ def test_the_four_operators_chain_over_the_local_backend(tmp_path, circuit_text,
     assert result["values"] == pytest.approx(
         list(exact_values(circuit, ["ZZZZZZ", "IXXIII"])), abs=1e-8
     )
-    assert reconstruct.results_url == result["results_uri"]
+    # the Results link opens the report (the store here is not the one the UI plugin serves)
+    assert reconstruct.results_url == result["results_uri"].replace(
+        "results/reconstruction.json", "report.html"
+    )
+    assert (tmp_path / "tests" / "run-1" / "report.png").exists()
     assert (tmp_path / "tests" / "run-1" / "results" / "reconstruction.json").exists()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import re
 from collections.abc import Iterator
 
@@ -11,10 +10,6 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from hybrid_provider.core.errors import ArtifactError, CutPlanError, InputError
 from hybrid_provider.hooks.hybrid_quantum import HybridQuantumHook
-
-# Qiskit logs every transpiler pass at INFO ("Pass: BasisTranslator - 0.02 (ms)"); in a task
-# log that buries the plan, progress and values the operators report.
-logging.getLogger("qiskit.passmanager").setLevel(logging.WARNING)
 
 
 class UsesHybridConnection:
