@@ -29,6 +29,8 @@ class ArgoSubmitOperator(UsesHybridConnection, BaseOperator):
     :param sampler: ``aer`` (default), ``aer-sampler``, or ``module:attribute`` of a SamplerV2
         or backend (shot mode only).
     :param device: Aer device, ``cpu``, ``gpu`` or ``auto``.
+    :param shot_allocation: shot mode: ``uniform`` (the same shots per subexperiment) or
+        ``weighted`` (the same total, spread by each subexperiment's |coefficient| weight).
     """
 
     template_fields: Sequence[str] = (
@@ -38,6 +40,7 @@ class ArgoSubmitOperator(UsesHybridConnection, BaseOperator):
         "flavor",
         "sampler",
         "device",
+        "shot_allocation",
         "queue_name",
         "priority_class",
         "workflow_name",
@@ -54,6 +57,7 @@ class ArgoSubmitOperator(UsesHybridConnection, BaseOperator):
         seed: int = 1234,
         device: str = "cpu",
         sampler: str = "aer",
+        shot_allocation: str = "uniform",
         flavor: str = "cpu",
         queue_name: str | None = None,
         priority_class: str | None = None,
@@ -71,6 +75,7 @@ class ArgoSubmitOperator(UsesHybridConnection, BaseOperator):
         self.seed = seed
         self.device = device
         self.sampler = sampler
+        self.shot_allocation = shot_allocation
         self.flavor = flavor
         self.queue_name = queue_name
         self.priority_class = priority_class
@@ -91,6 +96,7 @@ class ArgoSubmitOperator(UsesHybridConnection, BaseOperator):
                 seed=self.seed,
                 device=self.device,
                 sampler=self.sampler,
+                shot_allocation=self.shot_allocation or "uniform",
             )
             spec = compile_spec(
                 manifest,

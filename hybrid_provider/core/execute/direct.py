@@ -26,10 +26,11 @@ from typing import NamedTuple
 
 import numpy as np
 from qiskit import QuantumCircuit
-from qiskit.circuit import CircuitInstruction
-from qiskit.circuit.library import CXGate, HGate, SXGate
-from qiskit.quantum_info import Pauli
+from qiskit.circuit import CircuitInstruction, Gate
+from qiskit.circuit.library import CXGate, HGate, SXGate, UnitaryGate
+from qiskit.quantum_info import Operator, Pauli
 from qiskit_addon_cutting.cutting_experiments import _get_pauli_indices
+from qiskit_addon_cutting.qpd import BaseQPDGate
 from qiskit_addon_cutting.utils.observable_grouping import ObservableCollection
 from qiskit_aer.library import SaveExpectationValue, SaveProbabilities
 
@@ -40,6 +41,8 @@ from hybrid_provider.core.execute.simulate import PROBABILITIES_LABEL, aer_simul
 
 #: Circuits handed to Aer per call: large enough to amortise the call, small enough to bound memory.
 CHUNK = 512
+#: Widest subcircuit whose gates between cuts are fused into one unitary (2^8 x 2^8 matrices).
+FUSE_MAX_QUBITS = 8
 
 _CX = CXGate()
 _H = HGate()
@@ -54,13 +57,67 @@ class DeferredCircuit(NamedTuple):
     qpd: list[int]  # ancillas holding the QPD measurement outcomes, in measurement order
 
 
-def deferred_term_circuit(subcircuit: QuantumCircuit, positions: dict[int, int]) -> DeferredCircuit:
-    """The subcircuit with the QPD gate at instruction ``p`` replaced by term ``positions[p]``."""
+class Program(NamedTuple):
+    """A subcircuit compiled once: gates between its cuts fused, QPD gates left as slots.
+
+    Each step is ``("gate", (operation, qubits))``, ``("fused", unitary)`` acting on every
+    subcircuit qubit, or ``("qpd", (position, gate, qubits))``.
+    """
+
+    width: int
+    steps: list[tuple[str, object]]
+
+
+def compile_subsystem(subcircuit: QuantumCircuit, fuse: bool | None = None) -> Program:
+    """Fuse each run of unitary gates between two cuts into one matrix (up to
+    :data:`FUSE_MAX_QUBITS` qubits), so every subexperiment is a handful of instructions.
+
+    Aer spends most of a small circuit's time converting it instruction by instruction; the
+    fusion is done once per subsystem, not per subexperiment.
+    """
+    width = subcircuit.num_qubits
+    fuse = width <= FUSE_MAX_QUBITS if fuse is None else fuse
     index_of = {qubit: i for i, qubit in enumerate(subcircuit.qubits)}
-    current = list(range(subcircuit.num_qubits))
+    steps: list[tuple[str, object]] = []
+    pending: list[tuple[object, tuple[int, ...]]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        if fuse and len(pending) > 1:
+            segment = QuantumCircuit(width)
+            for operation, qubits in pending:
+                segment._append(
+                    CircuitInstruction(operation, tuple(segment.qubits[q] for q in qubits))
+                )
+            steps.append(("fused", UnitaryGate(Operator(segment), check_input=False)))
+        else:
+            steps.extend(("gate", item) for item in pending)
+        pending.clear()
+
+    for position, instruction in enumerate(subcircuit.data):
+        operation = instruction.operation
+        qubits = tuple(index_of[q] for q in instruction.qubits)
+        if operation.name == "barrier":
+            continue
+        if isinstance(operation, BaseQPDGate):
+            flush()
+            steps.append(("qpd", (position, operation, qubits)))
+        elif operation.name in ("measure", "reset") or not isinstance(operation, Gate):
+            flush()
+            steps.append(("gate", (operation, qubits)))
+        else:
+            pending.append((operation, qubits))
+    flush()
+    return Program(width, steps)
+
+
+def deferred_term_circuit(program: Program, positions: dict[int, int]) -> DeferredCircuit:
+    """The program with the QPD gate at instruction ``p`` replaced by term ``positions[p]``."""
+    current = list(range(program.width))
     operations: list[tuple[object, tuple[int, ...]]] = []
     qpd: list[int] = []
-    width = subcircuit.num_qubits
+    width = program.width
 
     def apply(operation, qubits: tuple[int, ...]) -> None:
         nonlocal width
@@ -75,25 +132,23 @@ def deferred_term_circuit(subcircuit: QuantumCircuit, positions: dict[int, int])
         elif name == "reset":
             current[qubits[0]] = width
             width += 1
-        elif getattr(operation, "condition", None) is not None or getattr(
-            operation, "blocks", None
-        ):
+        elif not isinstance(operation, Gate):
             raise InputError(
-                "the circuit has classically controlled operations; in-process simulation "
-                "supports unitary gates, measurements and resets only"
+                f"the circuit has a '{name}' instruction; in-process simulation supports "
+                "unitary gates, measurements and resets only"
             )
         else:
             operations.append((operation, tuple(current[q] for q in qubits)))
 
-    for position, instruction in enumerate(subcircuit.data):
-        qubits = tuple(index_of[q] for q in instruction.qubits)
-        term = positions.get(position)
-        if term is None:
-            apply(instruction.operation, qubits)
-            continue
-        gate = instruction.operation
-        for local in gate.basis.maps[term][gate.qubit_id]:
-            apply(local, qubits)
+    for kind, step in program.steps:
+        if kind == "fused":
+            operations.append((step, tuple(current)))
+        elif kind == "gate":
+            apply(*step)
+        else:
+            position, gate, qubits = step
+            for local in gate.basis.maps[positions[position]][gate.qubit_id]:
+                apply(local, qubits)
     circuit = QuantumCircuit(width)
     bits = circuit.qubits
     for operation, qargs in operations:
@@ -182,9 +237,10 @@ def exact_factors(
     factors = []
     for subsystem in choices.subsystems:
         labels = subsystem.subobservables
+        program = compile_subsystem(subsystem.subcircuit)
         rows = []
         circuits = (
-            _expectation_circuit(deferred_term_circuit(subsystem.subcircuit, positions), labels)
+            _expectation_circuit(deferred_term_circuit(program, positions), labels)
             for positions in subsystem.positions
         )
         for chunk in _chunks(circuits, CHUNK):
@@ -211,10 +267,11 @@ def group_distributions(
     first = 0
     for subsystem in choices.subsystems:
         groups = ObservableCollection(subsystem.observables).groups
+        program = compile_subsystem(subsystem.subcircuit)
 
-        def circuits(subsystem=subsystem, groups=groups):
+        def circuits(subsystem=subsystem, groups=groups, program=program):
             for positions in subsystem.positions:
-                deferred = deferred_term_circuit(subsystem.subcircuit, positions)
+                deferred = deferred_term_circuit(program, positions)
                 for group in groups:
                     yield (
                         _probability_circuit(deferred, group),

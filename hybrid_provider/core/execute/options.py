@@ -10,6 +10,7 @@ from hybrid_provider.core.errors import InputError
 
 Mode = Literal["exact", "shots"]
 Device = Literal["cpu", "gpu", "auto"]
+ShotAllocation = Literal["uniform", "weighted"]
 DEFAULT_SAMPLER = "aer"
 
 
@@ -27,12 +28,20 @@ class ExecutionOptions(BaseModel):
         description="'aer' (batched statevector), 'aer-sampler', or 'module:attribute'",
     )
 
+    shot_allocation: ShotAllocation = Field(
+        default="uniform",
+        description="shot mode: 'uniform' (same shots each) or 'weighted' (same total, spread "
+        "in proportion to each subexperiment's |coefficient| weight)",
+    )
+
     @model_validator(mode="after")
     def _consistent(self) -> ExecutionOptions:
         if self.mode == "shots" and (self.shots is None or self.shots < 1):
             raise InputError("shot mode needs a positive number of shots (e.g. --shots 4096)")
         if self.mode == "exact" and self.shots is not None:
             raise InputError("exact mode takes no shot count: drop --shots or use shot mode")
+        if self.mode == "exact" and self.shot_allocation != "uniform":
+            raise InputError("shot allocation applies to shot mode only: drop it or use --shots")
         if self.mode == "exact" and self.sampler != DEFAULT_SAMPLER:
             raise InputError(
                 f"exact mode needs the built-in simulator; sampler '{self.sampler}' can only "
