@@ -130,6 +130,34 @@ def estimate_in_process(
     return InProcessResult(reconstruction, num, timings)
 
 
+def predicted_std_errors(
+    plan: CutPlan, shots: int, allocation: str = "uniform", device: str = "cpu"
+) -> np.ndarray:
+    """Delta-method standard errors an allocation would give, evaluated at the exact factors.
+
+    A noise-free way to compare shot allocations (a single shot run's own estimate of its
+    standard error fluctuates from seed to seed).
+    """
+    from qiskit_addon_cutting.utils.observable_grouping import ObservableCollection
+
+    choices = distinct_choices(plan)
+    refs = layouts(plan, choices)
+    indices = {s.label: s.index for s in choices.subsystems}
+    counts = allocate_shots(shots, choices.coefficients, refs, indices, allocation)
+    coefficients, factors = direct.exact_factors(plan, device=device, choices=choices)
+    tables = []
+    for ref, factor, subsystem in zip(refs, factors, choices.subsystems, strict=True):
+        collection = ObservableCollection(subsystem.observables)
+        variance = np.zeros_like(factor.means)
+        for o, pauli in enumerate(subsystem.observables):
+            entries = collection.lookup[pauli]
+            for k, _ in entries:
+                n = counts[ref.offset + np.arange(ref.num_distinct) * ref.num_groups + k]
+                variance[:, o] += (1.0 - factor.means[:, o] ** 2) / n / len(entries) ** 2
+        tables.append((factor.means, variance))
+    return combine_factors(np, coefficients, indices, tables)[1]
+
+
 def _aer_device(asked: str) -> str:
     if asked == "cpu":
         return "cpu"
