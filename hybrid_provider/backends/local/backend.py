@@ -8,6 +8,7 @@ reattaches; one whose runner died resumes it, and finished batches are not run a
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -23,6 +24,7 @@ from hybrid_provider.core.errors import BackendError, InputError
 RUNS_FOLDER = "_runs"
 SPEC_FILE, QUOTA_FILE, STATE_FILE = "spec.json", "quota.json", "state.json"
 PID_FILE, STOP_FILE, LOG_FILE = "runner.pid", "stop-requested", "runner.log"
+LOCK_FILE = "runner.lock"
 
 
 def default_quota() -> dict[str, int]:
@@ -62,9 +64,8 @@ class LocalBackend:
                     f"workflow {spec.name} already exists with another spec; stop it and choose "
                     "another name, or resubmit the same job and options"
                 )
-            status = self.status(spec.name)
-            if status.phase.finished or self._runner_alive(run_dir):
-                return status
+            if read_state(run_dir).phase.finished or self._runner_alive(run_dir):
+                return self.status(spec.name)
             return self._launch(run_dir)  # the runner died: resume, finished batches are kept
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / QUOTA_FILE).write_text(json.dumps(self.quota))
@@ -109,13 +110,23 @@ class LocalBackend:
         return run_dir
 
     def _launch(self, run_dir: Path) -> WorkflowStatus:
+        """Start a runner that holds the run's lock for as long as it lives.
+
+        The lock is taken here and its file descriptor handed to the child, so there is no
+        moment in which the run looks abandoned; it is released when the runner dies, however.
+        """
         (run_dir / STOP_FILE).unlink(missing_ok=True)
-        with open(run_dir / LOG_FILE, "ab") as log:
+        with open(run_dir / LOCK_FILE, "a") as lock, open(run_dir / LOG_FILE, "ab") as log:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return self.status(run_dir.name)  # another submit just started it
             process = subprocess.Popen(
                 [sys.executable, "-m", "hybrid_provider.backends.local.runner", str(run_dir)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                pass_fds=(lock.fileno(),),
                 start_new_session=True,  # outlive the Airflow task that started it
             )
         (run_dir / PID_FILE).write_text(str(process.pid))
@@ -123,14 +134,12 @@ class LocalBackend:
 
     @staticmethod
     def _runner_alive(run_dir: Path) -> bool:
-        try:
-            pid = int((run_dir / PID_FILE).read_text())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (OSError, ValueError):
+        with open(run_dir / LOCK_FILE, "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
             return False
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        zombie = stat.rsplit(")", 1)[-1].split()[0] == "Z"
-        return b"hybrid_provider.backends.local.runner" in cmdline and not zombie
 
 
 def initial_status(spec: WorkflowSpec, quota: dict[str, int]) -> WorkflowStatus:

@@ -12,6 +12,7 @@ import json
 import logging
 import multiprocessing
 import os
+import signal
 import sys
 import time
 from concurrent.futures import Future, ProcessPoolExecutor, wait
@@ -45,6 +46,14 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def _die_with_parent() -> None:
+    """Workers end with the runner, even when it is killed, instead of waiting forever."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
 def _run_batch_in_worker(manifest_uri: str, index: int, options: dict, threads: int):
     os.environ["HYBRID_QUANTUM_AER_THREADS"] = str(threads)
     from hybrid_provider.core.execute.batch import ExecutionOptions, run_batch
@@ -64,7 +73,9 @@ class Runner:
             1, min(sum(self.quota.get(f, 0) for f in self.spec.flavors), os.cpu_count() or 1)
         )
         self.threads = max(1, (os.cpu_count() or 1) // workers)
-        self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+        self.pool = ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("fork"), initializer=_die_with_parent
+        )
 
     def run(self) -> None:
         self._resume()
@@ -221,6 +232,7 @@ class Runner:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("qiskit").setLevel(logging.WARNING)  # transpiler passes log at INFO
     Runner(Path(argv[0])).run()
     return 0
 

@@ -65,6 +65,12 @@ SIMULATOR_BASIS = [
 ]
 
 
+#: Plans beyond this many coefficients are refused: 6 cut CX gates (6**6 = 46,656) still pass.
+#: Each cut multiplies the coefficients (and the circuits to build) by up to 8 and the shots
+#: needed by 9 to 16, so a bigger plan is a sign the limit or the partition is wrong.
+DEFAULT_MAX_COEFFICIENTS = 50_000
+
+
 class CutPlan(NamedTuple):
     """A partitioned problem and what running it will cost."""
 
@@ -110,7 +116,8 @@ def prepare_for_cutting(circuit: QuantumCircuit) -> QuantumCircuit:
     """
     if all(inst.operation.name in SIMULATOR_BASIS for inst in circuit.data):
         return circuit
-    return transpile(circuit, basis_gates=SIMULATOR_BASIS, optimization_level=0)
+    gates = [name for name in SIMULATOR_BASIS if name != "barrier"]  # barriers pass through
+    return transpile(circuit, basis_gates=gates, optimization_level=0)
 
 
 def plan_cuts(
@@ -120,8 +127,13 @@ def plan_cuts(
     partition_labels: Sequence[str] | str | None = None,
     max_subcircuit_qubits: int | None = None,
     seed: int = 111,
+    max_coefficients: int = DEFAULT_MAX_COEFFICIENTS,
 ) -> CutPlan:
-    """Plan the cuts: exactly one of ``partition_labels`` or ``max_subcircuit_qubits``."""
+    """Plan the cuts: exactly one of ``partition_labels`` or ``max_subcircuit_qubits``.
+
+    Refuses a plan that needs more than ``max_coefficients`` coefficients before anything is
+    generated, saying what the plan would cost.
+    """
     if (partition_labels is None) == (max_subcircuit_qubits is None):
         raise InputError(
             "give exactly one of partition labels (e.g. 'AABB', one per qubit, qubit 0 first) "
@@ -129,8 +141,19 @@ def plan_cuts(
         )
     circuit = prepare_for_cutting(circuit)
     if partition_labels is not None:
-        return _plan_from_labels(circuit, observables, partition_labels)
-    return _plan_automatically(circuit, observables, int(max_subcircuit_qubits), seed)
+        plan = _plan_from_labels(circuit, observables, partition_labels)
+        advice = "choose partition labels that cut fewer gates"
+    else:
+        plan = _plan_automatically(circuit, observables, int(max_subcircuit_qubits), seed)
+        advice = "raise the qubits-per-subcircuit limit"
+    if plan.num_coefficients > max_coefficients:
+        raise CutPlanError(
+            f"no practical cut plan fits: the best plan needs {plan.num_cuts} cuts, "
+            f"{plan.num_coefficients:,} coefficients and a sampling overhead of "
+            f"{plan.sampling_overhead:.3g} (limit {max_coefficients:,} coefficients); {advice}, "
+            "or raise max_coefficients if you really mean it"
+        )
+    return plan
 
 
 def _plan_from_labels(
