@@ -59,6 +59,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_execution_arguments(run_batch, required=True)
     run_batch.set_defaults(handler=_run_batch)
 
+    workflow = commands.add_parser(
+        "workflow",
+        help="print the Argo Workflow a job would be submitted as (YAML; kubectl create -f -)",
+    )
+    workflow.add_argument("manifest_uri")
+    workflow.add_argument("--flavor", default="cpu", choices=["cpu", "gpu", "qpu"])
+    workflow.add_argument("--queue", help="Kueue LocalQueue (default: per flavor, as the chart)")
+    workflow.add_argument("--priority-class", help="Kueue WorkloadPriorityClass")
+    workflow.add_argument("--namespace", default="default", help="namespace of the workflow")
+    workflow.add_argument("--image", help="executor image (GPU batches: --gpu-image)")
+    workflow.add_argument("--gpu-image", help="executor image for GPU batches")
+    workflow.add_argument("--name", help="workflow name (default: derived from the job)")
+    _add_execution_arguments(workflow, required=False)
+    workflow.set_defaults(handler=_workflow)
+
     reconstruct = commands.add_parser("reconstruct", help="values and standard errors of a job")
     reconstruct.add_argument("manifest_uri")
     reconstruct.add_argument("--device", default="auto", choices=["auto", "gpu", "cpu"])
@@ -174,6 +189,34 @@ def _run_batch(args: argparse.Namespace) -> int:
         )
         count = report.num_subexperiments
         print(f"batch {index + 1}/{manifest.num_batches} done ({count} subexperiments, {how})")
+    return 0
+
+
+def _workflow(args: argparse.Namespace) -> int:
+    """The same compilation the operator does (compile_spec, then compile_workflow)."""
+    import yaml
+
+    from hybrid_provider.backends.kubernetes.compile import KubernetesOptions, compile_workflow
+    from hybrid_provider.backends.spec import compile_spec, workflow_name
+    from hybrid_provider.core.manifest import load_manifest
+
+    if not args.shots:
+        args.exact = True  # exact by default in a dry run
+    manifest = load_manifest(args.manifest_uri)
+    spec = compile_spec(
+        manifest,
+        args.manifest_uri,
+        args.name or workflow_name("cli", manifest.job_name),
+        _options(args),
+        flavor=args.flavor,
+        queue_name=args.queue,
+        priority_class=args.priority_class,
+    )
+    overrides = {"image": args.image, "gpu_image": args.gpu_image}
+    options = KubernetesOptions(
+        namespace=args.namespace, **{k: v for k, v in overrides.items() if v}
+    )
+    print(yaml.safe_dump(compile_workflow(spec, options), sort_keys=False), end="")
     return 0
 
 

@@ -50,7 +50,16 @@ def get_provider_info() -> dict:
         "hooks": [
             {
                 "integration-name": INTEGRATION,
-                "python-modules": ["hybrid_provider.hooks.hybrid_quantum"],
+                "python-modules": [
+                    "hybrid_provider.hooks.hybrid_quantum",
+                    "hybrid_provider.hooks.kubernetes",
+                ],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": ["hybrid_provider.triggers.kueue_wait"],
             }
         ],
         "connection-types": [
@@ -82,6 +91,18 @@ def get_provider_info() -> dict:
                         "label": "Argo UI base URL (for links)",
                         "schema": {"type": ["string", "null"]},
                     },
+                    "image": {
+                        "label": "Executor image (kubernetes backend)",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "gpu_image": {
+                        "label": "Executor image for GPU batches (kubernetes backend)",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "qpu_resource": {
+                        "label": "Extended resource a QPU is counted as (kubernetes backend)",
+                        "schema": {"type": ["string", "null"]},
+                    },
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["host", "schema", "login", "password", "port", "extra"]
@@ -90,6 +111,7 @@ def get_provider_info() -> dict:
         ],
         "extra-links": [
             "hybrid_provider.links.ResultsReportLink",
+            "hybrid_provider.links.ArgoWorkflowLink",
         ],
         "config": {
             "hybrid_quantum": {
@@ -104,6 +126,16 @@ def get_provider_info() -> dict:
                         "type": "string",
                         "example": "s3://my-bucket/hybrid-quantum",
                         "default": "file://{AIRFLOW_HOME}/hybrid-quantum",
+                    },
+                    "argo_ui_url": {
+                        "description": (
+                            "Base URL of the Argo Workflows UI, for the task's 'Argo Workflow' "
+                            "link, when the hybrid_quantum connection names none."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "https://argo.example.org",
+                        "default": None,
                     },
                 },
             }

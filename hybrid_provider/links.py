@@ -16,3 +16,17 @@ class ResultsReportLink(BaseOperatorLink):
 
     def get_link(self, operator, *, ti_key) -> str:
         return getattr(operator, "results_url", None) or ""
+
+
+class ArgoWorkflowLink(BaseOperatorLink):
+    """The submitted workflow in the Argo UI: ``{base}/workflows/{namespace}/{name}``.
+
+    ``ArgoSubmitOperator.execute`` records the URL (base from the ``hybrid_quantum``
+    connection's ``argo_ui_url``, else ``[hybrid_quantum] argo_ui_url``); empty when no
+    Argo UI is configured or the backend is local.
+    """
+
+    name = "Argo Workflow"
+
+    def get_link(self, operator, *, ti_key) -> str:
+        return getattr(operator, "argo_workflow_url", None) or ""

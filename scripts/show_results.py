@@ -12,7 +12,9 @@ def main(path: str) -> int:
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
     print(f"\nReconstructed vs exact ({rows[0]['date']}, {rows[0]['mode']} mode), from {path}:")
-    print(f"  {'observable':<14} {'reconstructed':>16} {'std error':>10} {'exact':>16} {'|diff|':>10}")
+    print(
+        f"  {'observable':<14} {'reconstructed':>16} {'std error':>10} {'exact':>16} {'|diff|':>10}"
+    )
     worst = 0.0
     for row in rows:
         diff = abs(float(row["value"]) - float(row["exact"]))

@@ -247,3 +247,23 @@ def test_reconstruction_equals_the_addons_on_the_same_sampler_results(tmp_path):
         addon_results, [(c, None) for c in coefficients], subobservables
     )
     np.testing.assert_allclose(result.values, addon_values, rtol=0, atol=1e-10)
+
+
+@pytest.mark.slow
+def test_a_caller_supplied_noisy_device_backend_runs_in_shot_mode(tmp_path):
+    """A fake IBM device (Aer with its noise model) named by import path, as pods would."""
+    circuit = random_ansatz(4, reps=1)
+    observables = ["ZZZZ", "IIZZ"]
+    _, result = run_job(
+        circuit,
+        observables,
+        tmp_path,
+        options=ExecutionOptions(
+            mode="shots", shots=2000, sampler="qiskit_ibm_runtime.fake_provider:FakeManilaV2"
+        ),
+        num_batches=1,
+        partition_labels="AABB",
+    )
+    deviation = np.abs(np.asarray(result.values) - exact_values(circuit, observables))
+    assert np.all(np.asarray(result.std_errors) > 0)
+    assert np.all(deviation < 0.35), deviation  # noise biases the values; they stay in range

@@ -145,3 +145,12 @@ def test_unknown_batch_and_unknown_sampler(tmp_path, plan):
         run_batch(job.manifest_uri, 5, ExecutionOptions())
     with pytest.raises(InputError, match="unknown sampler 'nonsense'"):
         run_batch(job.manifest_uri, 0, ExecutionOptions(mode="shots", shots=5, sampler="nonsense"))
+
+
+def test_store_credentials_come_from_the_pods_environment(monkeypatch):
+    monkeypatch.setenv("HYBRID_QUANTUM_STORE_endpoint_url", "http://127.0.0.1:9000")
+    monkeypatch.setenv("HYBRID_QUANTUM_STORE_URI", "s3://not-an-option")
+    fs, _ = store.filesystem("memory://bucket/job")
+    assert fs.storage_options == {"endpoint_url": "http://127.0.0.1:9000"}
+    local, _ = store.filesystem("file:///tmp")
+    assert "endpoint_url" not in local.storage_options

@@ -6,7 +6,7 @@ from typing import Protocol, runtime_checkable
 
 from hybrid_provider.backends.spec import WorkflowSpec
 from hybrid_provider.backends.status import WorkflowStatus
-from hybrid_provider.core.errors import BackendError
+from hybrid_provider.core.errors import BackendError, InputError
 
 
 @runtime_checkable
@@ -46,4 +46,4 @@ def get_backend(name: str, **config) -> WorkflowBackend:
                 "the kubernetes backend is not available in this installation"
             ) from exc
         return KubernetesBackend(**config)
-    raise BackendError(f"unknown backend '{name}': use one of {', '.join(BACKENDS)}")
+    raise InputError(f"unknown backend '{name}': use one of {', '.join(BACKENDS)}")

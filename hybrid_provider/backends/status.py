@@ -57,6 +57,15 @@ class BatchStatus(BaseModel):
     duration_s: float | None = None
     attempts: int = 0
 
+    @property
+    def state(self) -> str:
+        """One word per batch for summaries: where it is between the queue and its result."""
+        if self.phase != BatchPhase.PENDING:
+            return {"Running": "running", "Succeeded": "finished", "Failed": "failed"}[
+                self.phase.value
+            ]
+        return self.admission.value if self.admission != Admission.FINISHED else "pending"
+
 
 class WorkflowStatus(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -93,13 +102,10 @@ class WorkflowStatus(BaseModel):
         return [b for b in self.batches if b.phase == BatchPhase.FAILED]
 
     def by_flavor(self) -> dict[str, dict[str, int]]:
-        """Per flavor, how many batches are in each admission state (plus running/failed)."""
+        """Per flavor, how many batches are pending, admitted, running, finished, failed, evicted."""
         summary: dict[str, Counter] = {}
         for batch in self.batches:
-            counts = summary.setdefault(batch.flavor, Counter())
-            counts[batch.admission.value] += 1
-            if batch.phase in (BatchPhase.RUNNING, BatchPhase.FAILED):
-                counts[batch.phase.value.lower()] += 1
+            summary.setdefault(batch.flavor, Counter())[batch.state] += 1
         return {flavor: dict(counts) for flavor, counts in sorted(summary.items())}
 
     def queue_wait_seconds(self, now: datetime | None = None) -> float:

@@ -31,9 +31,24 @@ def join(uri: str, *parts: str) -> str:
     return "/".join([uri.rstrip("/"), *(part.strip("/") for part in parts)])
 
 
+#: Storage options reach pods as environment variables: ``HYBRID_QUANTUM_STORE_<option>``
+#: (the chart maps each key of the store Secret to one). ``..._URI`` is the store itself.
+STORE_OPTION_PREFIX = "HYBRID_QUANTUM_STORE_"
+
+
+def storage_options_from_environment() -> dict[str, str]:
+    """fsspec storage options (e.g. ``key``, ``secret``, ``endpoint_url``) set by the pod's env."""
+    return {
+        name.removeprefix(STORE_OPTION_PREFIX): value
+        for name, value in os.environ.items()
+        if name.startswith(STORE_OPTION_PREFIX) and name != f"{STORE_OPTION_PREFIX}URI"
+    }
+
+
 def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    options = {} if uri.startswith("file://") else storage_options_from_environment()
     try:
-        return fsspec.core.url_to_fs(uri)
+        return fsspec.core.url_to_fs(uri, **options)
     except (ImportError, ValueError) as exc:
         raise InputError(
             f"cannot open store URI '{uri}': {exc}. Use file:///path or install the fsspec "

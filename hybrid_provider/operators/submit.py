@@ -9,9 +9,11 @@ from airflow.sdk import BaseOperator, Context
 
 from hybrid_provider.backends.spec import compile_spec, label_value, workflow_name
 from hybrid_provider.constants import DAG_ID_LABEL, RUN_ID_LABEL, TASK_ID_LABEL
+from hybrid_provider.core.errors import HybridQuantumError
 from hybrid_provider.core.execute.options import execution_options
 from hybrid_provider.core.manifest import load_manifest
 from hybrid_provider.hooks.hybrid_quantum import HybridQuantumHook
+from hybrid_provider.links import ArgoWorkflowLink
 from hybrid_provider.operators._common import UsesHybridConnection, bad_input_fails_task
 
 
@@ -47,6 +49,7 @@ class ArgoSubmitOperator(UsesHybridConnection, BaseOperator):
         "store_uri",
     )
     ui_color = "#e8dff5"
+    operator_extra_links = (ArgoWorkflowLink(),)
 
     def __init__(
         self,
@@ -84,6 +87,7 @@ class ArgoSubmitOperator(UsesHybridConnection, BaseOperator):
         self.backend = backend
         self.store_uri = store_uri
         self._submitted: str | None = None
+        self.argo_workflow_url: str | None = None
 
     def execute(self, context: Context) -> dict[str, Any]:
         backend = self.hook.get_backend()
@@ -112,8 +116,8 @@ class ArgoSubmitOperator(UsesHybridConnection, BaseOperator):
                     RUN_ID_LABEL: label_value(run_id),
                 },
             )
+        self._submitted = spec.name  # before submit: a kill while submitting still stops it
         status = backend.submit(spec)
-        self._submitted = spec.name
         self.log.info(
             "Workflow %s on the %s backend: %s (%d batches of %s)",
             spec.name,
@@ -123,6 +127,7 @@ class ArgoSubmitOperator(UsesHybridConnection, BaseOperator):
             ", ".join(spec.flavors),
         )
         url = backend.ui_url(spec.name)
+        self.argo_workflow_url = url
         if url:
             self.log.info("Watch it at %s", url)
         return {
@@ -136,4 +141,7 @@ class ArgoSubmitOperator(UsesHybridConnection, BaseOperator):
     def on_kill(self) -> None:
         if self._submitted:
             self.log.info("Task killed: stopping workflow %s", self._submitted)
-            self.hook.get_backend().stop(self._submitted)
+            try:
+                self.hook.get_backend().stop(self._submitted)
+            except HybridQuantumError as exc:  # nothing was created yet, or it is gone
+                self.log.warning("Could not stop workflow %s: %s", self._submitted, exc)

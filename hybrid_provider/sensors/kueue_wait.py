@@ -6,24 +6,39 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
+from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowFailException
 
-from hybrid_provider.backends.status import BatchPhase, WorkflowPhase, WorkflowStatus
+from hybrid_provider.backends.status import BatchPhase, WorkflowStatus
+from hybrid_provider.backends.waiting import (  # noqa: F401 (re-exported)
+    DONE,
+    TARGETS,
+    evaluate,
+    failure_message,
+    pending_description,
+    progress_lines,
+    summary,
+)
 from hybrid_provider.hooks.hybrid_quantum import HybridQuantumHook
 from hybrid_provider.operators._common import UsesHybridConnection
-
-TARGETS = ("admitted", "finished")
 
 
 class KueueWaitSensor(UsesHybridConnection, BaseSensorOperator):
     """Report admission and progress per flavor on every poke; succeed at the chosen target.
+
+    On Kubernetes, admission is read from the workflow's pods and their Kueue Workloads (the
+    workflow is ``Running`` while pods still wait for quota), queue positions from Kueue's
+    visibility API; an evicted (preempted) batch is reported as such and waits for Argo's
+    retry, while a failed workflow fails the task with the failing batches' messages.
 
     :param workflow_name: the workflow, usually ``ArgoSubmitOperator``'s output.
     :param target: ``finished`` (every batch done) or ``admitted`` (every batch got quota).
     :param queue_wait_timeout: fail when batches have waited this long for quota with none of
         the workflow's batches running. Separate from ``timeout``, which bounds the whole wait,
         so a full queue and a slow run are told apart.
+    :param deferrable: wait in the triggerer (``KueueWaitTrigger``) instead of rescheduling.
+        Works on both backends; on the local one the trigger reads the local status file.
+    :param stop_on_kill: stop the workflow when this task is killed (also while deferred).
     """
 
     template_fields: Sequence[str] = ("workflow_name", "target", "store_uri")
@@ -38,6 +53,8 @@ class KueueWaitSensor(UsesHybridConnection, BaseSensorOperator):
         hybrid_conn_id: str = HybridQuantumHook.default_conn_name,
         backend: str | None = None,
         store_uri: str | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        stop_on_kill: bool = True,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("mode", "reschedule")
@@ -55,24 +72,22 @@ class KueueWaitSensor(UsesHybridConnection, BaseSensorOperator):
         self.hybrid_conn_id = hybrid_conn_id
         self.backend = backend
         self.store_uri = store_uri
+        self.deferrable = deferrable
+        self.stop_on_kill = stop_on_kill
         self._last_poke: datetime | None = None
 
+    # --- reschedule / poke mode ------------------------------------------------------------
     def poke(self, context: Context) -> PokeReturnValue | bool:
         status = self.hook.get_backend().status(self.workflow_name)
         self._log_progress(status)
-        if status.phase in (WorkflowPhase.FAILED, WorkflowPhase.ERROR):
-            raise AirflowFailException(failure_message(status))
-        if status.phase.finished or (self.target == "admitted" and status.all_admitted):
+        return self._decide(status)
+
+    def _decide(self, status: WorkflowStatus) -> PokeReturnValue | bool:
+        verdict = evaluate(status, self.target, self.queue_wait_timeout)
+        if verdict.state == DONE:
             return PokeReturnValue(is_done=True, xcom_value=summary(status))
-        waited = status.queue_wait_seconds()
-        if self.queue_wait_timeout is not None and waited > self.queue_wait_timeout:
-            raise AirflowFailException(
-                f"queue wait exceeded: batches of {self.workflow_name} waited {waited:.0f} s for "
-                f"quota (limit {self.queue_wait_timeout:.0f} s) with none running; "
-                + pending_description(status)
-                + ". Raise the queue's quota, lower the priority of competing work, or "
-                "raise queue_wait_timeout"
-            )
+        if verdict.over:
+            raise AirflowFailException(verdict.message)
         return False
 
     def _log_progress(self, status: WorkflowStatus) -> None:
@@ -92,37 +107,49 @@ class KueueWaitSensor(UsesHybridConnection, BaseSensorOperator):
                     batch.flavor,
                 )
         self._last_poke = now
-        self.log.info("%s: %s", self.workflow_name, status.summary_line())
-        pending = [b for b in status.batches if b.phase == BatchPhase.PENDING]
-        if pending:
-            self.log.info("Waiting for admission: %s", pending_description(status))
+        for line in progress_lines(status):
+            self.log.info("%s", line)
 
+    # --- deferrable mode -------------------------------------------------------------------
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        from hybrid_provider.triggers.kueue_wait import KueueWaitTrigger
 
-def pending_description(status: WorkflowStatus) -> str:
-    parts = []
-    for batch in status.batches:
-        if batch.phase == BatchPhase.PENDING:
-            where = f"position {batch.queue_position}" if batch.queue_position is not None else ""
-            why = batch.message or batch.reason or "waiting for quota"
-            parts.append(
-                f"batch {batch.index} ({batch.flavor}, {why}{', ' + where if where else ''})"
-            )
-    return "; ".join(parts[:10]) + (f"; and {len(parts) - 10} more" if len(parts) > 10 else "")
+        backend = self.hook.get_backend()
+        status = backend.status(self.workflow_name)  # fail fast on a missing workflow
+        self._log_progress(status)
+        decided = self._decide(status)
+        if decided:
+            return decided.xcom_value
+        self.defer(
+            trigger=KueueWaitTrigger(
+                workflow_name=self.workflow_name,
+                backend=backend.name,
+                backend_config=self._backend_config(backend),
+                target=self.target,
+                queue_wait_timeout=self.queue_wait_timeout,
+                poll_interval=float(self.poke_interval),
+                stop_on_kill=self.stop_on_kill,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=float(self.timeout)) if self.timeout else None,
+        )
 
+    def _backend_config(self, backend) -> dict[str, Any]:
+        if hasattr(backend, "config"):
+            return backend.config()
+        settings = self.hook.settings()
+        return {"store_uri": settings["store_uri"], "quota": settings.get("local_quota")}
 
-def failure_message(status: WorkflowStatus) -> str:
-    failed = status.failed_batches
-    details = "; ".join(f"batch {b.index}: {b.message or b.reason}" for b in failed[:10])
-    return f"workflow {status.name} {status.phase.value}: {status.message or ''}" + (
-        f" — failed batches: {details}" if details else ""
-    )
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        state, message = event.get("state"), event.get("message", "")
+        if state == DONE:
+            self.log.info("%s", message)
+            return event.get("summary")
+        raise AirflowFailException(message or f"waiting for {self.workflow_name} failed")
 
-
-def summary(status: WorkflowStatus) -> dict[str, Any]:
-    return {
-        "workflow_name": status.name,
-        "phase": status.phase.value,
-        "progress": status.progress,
-        "by_flavor": status.by_flavor(),
-        "ui_url": status.ui_url,
-    }
+    def on_kill(self) -> None:
+        if self.stop_on_kill:
+            self.log.info("Task killed: stopping workflow %s", self.workflow_name)
+            self.hook.get_backend().stop(self.workflow_name)

@@ -8,6 +8,7 @@ transpiling to it), or a class/factory returning either.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Sequence
 
 import numpy as np
@@ -36,7 +37,9 @@ def resolve_sampler(name: str):
         target = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as exc:
         raise InputError(f"cannot import sampler '{name}': {exc}") from exc
-    return target() if callable(target) and not hasattr(target, "run") else target
+    if inspect.isclass(target) or (callable(target) and not hasattr(target, "run")):
+        return target()  # a class or factory: build the sampler or backend
+    return target
 
 
 def run_on_sampler(

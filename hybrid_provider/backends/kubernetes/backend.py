@@ -1,0 +1,212 @@
+"""KubernetesBackend: one Argo Workflow per run, created through the Kubernetes API.
+
+The seam's promises, on a cluster:
+  * ``submit`` is get-or-create: the workflow's name is deterministic, so a retried or
+    restarted task finds the workflow it created before (also when two tries race and the
+    API server answers 409 AlreadyExists) and never creates a second one. A workflow of that
+    name made from another spec is refused rather than silently reused.
+  * ``status`` reads the workflow (nodes, also when Argo compressed them), its pods (label
+    ``workflows.argoproj.io/workflow``) and their Kueue Workloads (label
+    ``kueue.x-k8s.io/job-uid``), and queue positions from Kueue's visibility API.
+  * ``stop`` patches ``spec.shutdown``; finished batches keep their results in the store.
+  * ``astatus`` / ``astop`` do the same without blocking, for the trigger.
+
+Configuration comes from the ``hybrid_quantum`` connection's extras: ``kubernetes_conn_id``,
+``namespace``, ``argo_ui_url`` and every field of ``KubernetesOptions`` (image, queues,
+resources, retry, ...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from pydantic import ValidationError
+
+from hybrid_provider.backends.kubernetes.compile import (
+    SPEC_HASH_ANNOTATION,
+    KubernetesOptions,
+    compile_workflow,
+    spec_hash,
+)
+from hybrid_provider.backends.kubernetes.status import (
+    build_status,
+    pending_queues,
+    positions_by_workload,
+)
+from hybrid_provider.backends.spec import WorkflowSpec
+from hybrid_provider.backends.status import WorkflowStatus
+from hybrid_provider.constants import ARGO_WORKFLOW_LABEL, KUEUE_JOB_UID_LABEL
+from hybrid_provider.core.errors import BackendError, InputError
+
+DEFAULT_CONN_ID = "kubernetes_default"
+
+
+def argo_ui_link(base: str | None, namespace: str, name: str) -> str | None:
+    return f"{base.rstrip('/')}/workflows/{namespace}/{name}" if base else None
+
+
+def _configured_ui_url() -> str | None:
+    try:
+        from airflow.sdk import conf
+
+        return conf.get("hybrid_quantum", "argo_ui_url", fallback=None) or None
+    except Exception:  # no Airflow configuration here (CLI use)
+        return None
+
+
+class KubernetesBackend:
+    name = "kubernetes"
+
+    def __init__(
+        self,
+        store_uri: str | None = None,
+        kubernetes_conn_id: str | None = None,
+        namespace: str | None = None,
+        argo_ui_url: str | None = None,
+        **options: Any,
+    ) -> None:
+        self.store_uri = store_uri
+        self.kubernetes_conn_id = kubernetes_conn_id or DEFAULT_CONN_ID
+        self._namespace = namespace
+        self.argo_ui_url = argo_ui_url or _configured_ui_url()
+        # Connection form fields left empty arrive as None or "": use the defaults for those.
+        self._raw_options = {k: v for k, v in options.items() if v not in (None, "")}
+        try:
+            KubernetesOptions(**self._raw_options)  # fail early on a misspelt extra
+        except ValidationError as exc:
+            raise InputError(f"invalid kubernetes backend options: {exc}") from exc
+        self._hook = None
+
+    # --- configuration ---------------------------------------------------------------------
+    @property
+    def hook(self):
+        if self._hook is None:
+            from hybrid_provider.hooks.kubernetes import ArgoKueueHook
+
+            self._hook = ArgoKueueHook(kubernetes_conn_id=self.kubernetes_conn_id)
+        return self._hook
+
+    @property
+    def namespace(self) -> str:
+        if self._namespace is None:
+            self._namespace = self.hook.get_namespace() or "default"
+        return self._namespace
+
+    @property
+    def options(self) -> KubernetesOptions:
+        return KubernetesOptions(**{**self._raw_options, "namespace": self.namespace})
+
+    def config(self) -> dict[str, Any]:
+        """JSON-able constructor arguments (namespace resolved), for the trigger."""
+        return {
+            "store_uri": self.store_uri,
+            "kubernetes_conn_id": self.kubernetes_conn_id,
+            "namespace": self.namespace,
+            "argo_ui_url": self.argo_ui_url,
+            **self._raw_options,
+        }
+
+    def compile(self, spec: WorkflowSpec) -> dict[str, Any]:
+        return compile_workflow(spec, self.options)
+
+    # --- the seam --------------------------------------------------------------------------
+    def submit(self, spec: WorkflowSpec) -> WorkflowStatus:
+        from hybrid_provider.hooks.kubernetes import KubernetesApiError
+
+        body = self.compile(spec)
+        existing = self.hook.get_workflow(spec.name, self.namespace)
+        if existing is None:
+            try:
+                existing = self.hook.create_workflow(body, self.namespace)
+            except KubernetesApiError as exc:
+                if exc.status != 409:
+                    raise
+                existing = self.hook.get_workflow(spec.name, self.namespace)
+                if existing is None:
+                    raise
+        else:
+            self.hook.log.info("Workflow %s exists: reattaching", spec.name)
+        found = (existing["metadata"].get("annotations") or {}).get(SPEC_HASH_ANNOTATION)
+        if found != spec_hash(spec):
+            raise BackendError(
+                f"workflow {spec.name} already exists in namespace {self.namespace} with another "
+                "spec; stop or delete it and choose another name, or resubmit the same job and "
+                "options"
+            )
+        return self._status_of(existing)
+
+    def status(self, workflow_name: str) -> WorkflowStatus:
+        workflow = self.hook.get_workflow(workflow_name, self.namespace)
+        if workflow is None:
+            raise self._missing(workflow_name)
+        return self._status_of(workflow)
+
+    def stop(self, workflow_name: str) -> None:
+        self.hook.stop_workflow(workflow_name, self.namespace)
+
+    def logs(self, workflow_name: str, tail: int = 200) -> str:
+        """The main containers' last lines, per pod still present (podGC removes succeeded
+        pods; archived workflows' logs need the Argo Server, which this backend does not use)."""
+        pods = self.hook.list_pods(self.namespace, f"{ARGO_WORKFLOW_LABEL}={workflow_name}")
+        parts = []
+        for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
+            name = pod["metadata"]["name"]
+            try:
+                text = self.hook.pod_log(name, self.namespace, tail=tail)
+            except BackendError as exc:
+                text = f"(no log: {exc})"
+            parts.append(f"==> {name} <==\n{text.rstrip()}")
+        return "\n".join(parts)
+
+    def ui_url(self, workflow_name: str) -> str | None:
+        return argo_ui_link(self.argo_ui_url, self.namespace, workflow_name)
+
+    # --- async twins, for the trigger ------------------------------------------------------
+    def async_hook(self):
+        from hybrid_provider.hooks.kubernetes import AsyncArgoKueueHook
+
+        return AsyncArgoKueueHook(kubernetes_conn_id=self.kubernetes_conn_id)
+
+    async def astatus(self, workflow_name: str, hook=None) -> WorkflowStatus:
+        hook = hook or self.async_hook()
+        namespace = self._namespace or "default"
+        workflow = await hook.get_workflow(workflow_name, namespace)
+        if workflow is None:
+            raise self._missing(workflow_name)
+        pods = await hook.list_pods(namespace, f"{ARGO_WORKFLOW_LABEL}={workflow_name}")
+        workloads = await hook.list_workloads(namespace, _uid_selector(pods)) if pods else []
+        queues = sorted(pending_queues(pods, workloads))
+        pending = await asyncio.gather(*(hook.pending_workloads(namespace, q) for q in queues))
+        positions = positions_by_workload([p for p in pending if p])
+        return build_status(workflow, pods, workloads, positions, self.ui_url(workflow_name))
+
+    async def astop(self, workflow_name: str, hook=None) -> None:
+        hook = hook or self.async_hook()
+        await hook.stop_workflow(workflow_name, self._namespace or "default")
+
+    # --- helpers ---------------------------------------------------------------------------
+    def _status_of(self, workflow: dict[str, Any]) -> WorkflowStatus:
+        name = workflow["metadata"]["name"]
+        pods = self.hook.list_pods(self.namespace, f"{ARGO_WORKFLOW_LABEL}={name}")
+        workloads = self.hook.list_workloads(self.namespace, _uid_selector(pods)) if pods else []
+        positions = positions_by_workload(
+            [
+                found
+                for queue in sorted(pending_queues(pods, workloads))
+                if (found := self.hook.pending_workloads(self.namespace, queue))
+            ]
+        )
+        return build_status(workflow, pods, workloads, positions, self.ui_url(name))
+
+    def _missing(self, workflow_name: str) -> BackendError:
+        return BackendError(
+            f"no Argo workflow named {workflow_name} in namespace {self.namespace}; was it "
+            "submitted through the same connection, or deleted by its ttlStrategy?"
+        )
+
+
+def _uid_selector(pods: list[dict[str, Any]]) -> str:
+    """``kueue.x-k8s.io/job-uid in (uid, ...)``: the Workloads of exactly these pods."""
+    uids = sorted(p["metadata"]["uid"] for p in pods if p["metadata"].get("uid"))
+    return f"{KUEUE_JOB_UID_LABEL} in ({','.join(uids)})"

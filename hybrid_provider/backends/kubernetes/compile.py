@@ -1,0 +1,318 @@
+"""Compile a WorkflowSpec into one Argo Workflow (a plain dict, ready for the Kubernetes API).
+
+Shape: an entry DAG ``main`` with one task per flavor in use (``batches-cpu``, ...), each
+fanning out over that flavor's batch indices with ``withItems``; one container template per
+flavor (``run-batch-cpu``, ...) that runs ``hybrid-quantum run-batch MANIFEST --batch N``.
+The object therefore grows with the number of *batches*, never with the number of
+subexperiments. Built with Hera (``Workflow.to_dict()``); no Airflow imports here, so the CLI
+(``hybrid-quantum workflow``) and the operator print and submit the very same object.
+
+The pod template mirrors the chart's ``hybrid-quantum-batch`` WorkflowTemplate
+(charts/hybrid-quantum/templates/workflowtemplate.yaml): same command, service account, store
+Secret reference, security contexts and scratch volume; a test compares the two.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from hera.workflows import DAG, Container, Parameter, Task, Workflow
+from hera.workflows import models as m
+from pydantic import BaseModel, ConfigDict, Field
+
+from hybrid_provider.backends.spec import WorkflowSpec, label_value
+from hybrid_provider.constants import (
+    BATCH_LABEL,
+    DEFAULT_EXECUTOR_GPU_IMAGE,
+    DEFAULT_EXECUTOR_IMAGE,
+    DEFAULT_LOCAL_QUEUES,
+    DEFAULT_QPU_RESOURCE,
+    EXECUTOR_SERVICE_ACCOUNT,
+    FLAVOR_LABEL,
+    GPU_RESOURCE,
+    JOB_LABEL,
+    KUEUE_PRIORITY_CLASS_LABEL,
+    KUEUE_QUEUE_NAME_LABEL,
+    LABEL_PREFIX,
+    STORE_SECRET,
+)
+from hybrid_provider.core.errors import InputError
+
+API_VERSION = "argoproj.io/v1alpha1"
+ENTRYPOINT = "main"
+#: Exit status of ``hybrid-quantum`` on bad input; such a batch is never retried.
+BAD_INPUT_EXIT_CODE = 2
+SPEC_HASH_ANNOTATION = f"{LABEL_PREFIX}/spec-sha256"
+MANIFEST_ANNOTATION = f"{LABEL_PREFIX}/manifest-uri"
+#: Labels the chart's executor selector uses (hq.executorSelector), kept on every pod.
+EXECUTOR_SELECTOR = {
+    "app.kubernetes.io/name": "hybrid-quantum",
+    "app.kubernetes.io/component": "executor",
+}
+
+#: Retry a batch whose pod was deleted (Kueue preemption, node loss), that hit an executor
+#: or controller error, or whose main container failed with any status but bad input (2).
+#: A batch that ran past its deadline is not retried: it would only run past it again.
+RETRY_EXPRESSION = (
+    "lastRetry.message matches 'pod deleted' || lastRetry.status == 'Error' || "
+    f"(lastRetry.status == 'Failed' && asInt(lastRetry.exitCode) != {BAD_INPUT_EXIT_CODE} "
+    "&& !(lastRetry.message matches 'deadline'))"
+)
+
+DEFAULT_RESOURCES: dict[str, dict[str, str | int]] = {
+    "cpu": {"cpu": "1", "memory": "2Gi"},
+    "gpu": {"cpu": "2", "memory": "8Gi", "gpu": 1},
+    "qpu": {"cpu": "1", "memory": "2Gi", "qpu": 1},
+}
+
+
+class KubernetesOptions(BaseModel):
+    """How batches run on the cluster. Every field can be set in the ``hybrid_quantum``
+    connection's extras (kubernetes backend); the defaults match the Helm chart."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    namespace: str = "default"
+    image: str = DEFAULT_EXECUTOR_IMAGE
+    gpu_image: str = DEFAULT_EXECUTOR_GPU_IMAGE
+    image_pull_policy: str = "IfNotPresent"
+    image_pull_secrets: list[str] = Field(default_factory=list)
+    service_account: str = EXECUTOR_SERVICE_ACCOUNT
+    local_queues: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_LOCAL_QUEUES))
+    #: Per flavor: cpu, memory, and the count of gpu / qpu (integers, request = limit).
+    resources: dict[str, dict[str, str | int]] = Field(
+        default_factory=lambda: {k: dict(v) for k, v in DEFAULT_RESOURCES.items()}
+    )
+    gpu_resource: str = GPU_RESOURCE
+    qpu_resource: str = DEFAULT_QPU_RESOURCE
+    #: Requests of Argo's init and wait containers, which Kueue counts in each pod's Workload.
+    executor_resources: dict[str, str] = Field(
+        default_factory=lambda: {"cpu": "100m", "memory": "64Mi"}
+    )
+    store_secret: str = STORE_SECRET
+    store_env_prefix: str = "HYBRID_QUANTUM_STORE_"
+    store_secret_optional: bool = False
+    #: Run time of one batch attempt once its pod started (template activeDeadlineSeconds).
+    active_deadline_seconds: int | None = 3600
+    retry_limit: int = 5
+    retry_backoff: str = "10s"
+    retry_backoff_max: str = "10m"
+    ttl_seconds_after_completion: int = 7 * 24 * 3600
+    pod_gc_strategy: str = "OnPodSuccess"
+    run_as_user: int = 10001
+    run_as_group: int = 10001
+    scratch_size_limit: str = "1Gi"
+    extra_env: dict[str, str] = Field(default_factory=dict)
+
+    def queue_for(self, spec: WorkflowSpec, flavor: str) -> str:
+        return spec.queue_name or self.local_queues.get(flavor) or DEFAULT_LOCAL_QUEUES[flavor]
+
+
+def spec_hash(spec: WorkflowSpec) -> str:
+    """Fingerprint of what was asked for; a re-submit with another spec is refused."""
+    return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
+
+
+def template_name(flavor: str) -> str:
+    return f"run-batch-{flavor}"
+
+
+def task_name(flavor: str) -> str:
+    return f"batches-{flavor}"
+
+
+def mode_arguments(spec: WorkflowSpec) -> list[str]:
+    """The execution options as ``run-batch`` flags (one token per option, like the chart)."""
+    options = spec.execution
+    mode = "--exact" if options.mode == "exact" else f"--shots={options.shots}"
+    arguments = [mode, f"--seed={options.seed}", f"--device={options.device}",
+                 f"--sampler={options.sampler}"]  # fmt: skip
+    if options.shot_allocation != "uniform":  # only when asked: default workflows are unchanged
+        arguments.append(f"--shot-allocation={options.shot_allocation}")
+    return arguments
+
+
+def _container_resources(flavor: str, options: KubernetesOptions) -> m.ResourceRequirements:
+    wanted = {**DEFAULT_RESOURCES[flavor], **options.resources.get(flavor, {})}
+    requests: dict[str, str] = {"cpu": str(wanted["cpu"]), "memory": str(wanted["memory"])}
+    limits: dict[str, str] = {"memory": str(wanted["memory"])}
+    for key, resource in (("gpu", options.gpu_resource), ("qpu", options.qpu_resource)):
+        count = wanted.get(key)
+        if count in (None, 0, "0"):
+            continue
+        if not str(count).isdigit():
+            raise InputError(f"{key} count for flavor {flavor} must be a whole number, got {count}")
+        # Extended resources cannot be overcommitted: request and limit are the same integer.
+        requests[resource] = limits[resource] = str(int(count))
+    return m.ResourceRequirements(
+        requests={k: m.Quantity(v) for k, v in requests.items()},
+        limits={k: m.Quantity(v) for k, v in limits.items()},
+    )
+
+
+def _container_security_context() -> m.SecurityContext:
+    return m.SecurityContext(
+        allow_privilege_escalation=False,
+        read_only_root_filesystem=True,
+        run_as_non_root=True,
+        capabilities=m.Capabilities(drop=["ALL"]),
+        seccomp_profile=m.SeccompProfile(type="RuntimeDefault"),
+    )
+
+
+def _executor_patch(options: KubernetesOptions) -> str:
+    """Requests of Argo's own containers (Kueue counts them), as the chart sets them."""
+    sc = _container_security_context().model_dump(by_alias=True, exclude_none=True)
+    res = {
+        "requests": dict(options.executor_resources),
+        "limits": {"memory": options.executor_resources["memory"]},
+    }
+    patch = {
+        "initContainers": [{"name": "init", "resources": res, "securityContext": sc}],
+        "containers": [{"name": "wait", "resources": res, "securityContext": sc}],
+    }
+    return json.dumps(patch, sort_keys=True, separators=(",", ":"))
+
+
+def _batch_template(
+    spec: WorkflowSpec, flavor: str, options: KubernetesOptions, labels: dict[str, str]
+) -> Container:
+    env = [
+        m.EnvVar(name="HOME", value="/tmp"),
+        m.EnvVar(name="PYTHONDONTWRITEBYTECODE", value="1"),
+        m.EnvVar(name="MPLCONFIGDIR", value="/tmp/matplotlib"),
+        *(m.EnvVar(name=k, value=v) for k, v in sorted(options.extra_env.items())),
+    ]
+    return Container(
+        name=template_name(flavor),
+        inputs=[Parameter(name="batch", description="index of the batch to run")],
+        labels={
+            **EXECUTOR_SELECTOR,
+            FLAVOR_LABEL: flavor,
+            BATCH_LABEL: "{{inputs.parameters.batch}}",
+            **labels,
+        },
+        image=options.gpu_image if flavor == "gpu" else options.image,
+        image_pull_policy=options.image_pull_policy,
+        command=["hybrid-quantum"],
+        args=[
+            "run-batch",
+            spec.manifest_uri,
+            "--batch",
+            "{{inputs.parameters.batch}}",
+            *mode_arguments(spec),
+        ],
+        env=env,
+        env_from=[
+            m.EnvFromSource(
+                prefix=options.store_env_prefix,
+                secret_ref=m.SecretEnvSource(
+                    name=options.store_secret, optional=options.store_secret_optional
+                ),
+            )
+        ],
+        resources=_container_resources(flavor, options),
+        security_context=_container_security_context(),
+        pod_security_context=m.PodSecurityContext(
+            run_as_non_root=True,
+            run_as_user=options.run_as_user,
+            run_as_group=options.run_as_group,
+            fs_group=options.run_as_group,
+            seccomp_profile=m.SeccompProfile(type="RuntimeDefault"),
+        ),
+        automount_service_account_token=False,
+        executor=m.ExecutorConfig(service_account_name=options.service_account),
+        pod_spec_patch=_executor_patch(options),
+        active_deadline_seconds=options.active_deadline_seconds or None,
+        retry_strategy=m.RetryStrategy(
+            limit=m.IntOrString(options.retry_limit),
+            retry_policy="Always",
+            expression=RETRY_EXPRESSION,
+            backoff=m.Backoff(
+                duration=options.retry_backoff,
+                factor=m.IntOrString(2),
+                max_duration=options.retry_backoff_max,
+            ),
+        ),
+        volumes=[
+            m.Volume(
+                name="scratch",
+                empty_dir=m.EmptyDirVolumeSource(
+                    medium="Memory", size_limit=m.Quantity(options.scratch_size_limit)
+                ),
+            )
+        ],
+        volume_mounts=[m.VolumeMount(name="scratch", mount_path="/tmp")],
+    )
+
+
+def compile_workflow(
+    spec: WorkflowSpec, options: KubernetesOptions | None = None
+) -> dict[str, Any]:
+    """The Argo Workflow for ``spec``, as the dict the Kubernetes API takes."""
+    options = options or KubernetesOptions()
+    if not spec.batches:
+        raise InputError(f"workflow {spec.name} has no batches to run")
+    flavors = spec.flavors
+    queues = {flavor: options.queue_for(spec, flavor) for flavor in flavors}
+    one_queue = len(set(queues.values())) == 1
+
+    identity = {**spec.labels, JOB_LABEL: label_value(spec.job_name)}
+    pod_labels = dict(identity)
+    if one_queue:
+        pod_labels[KUEUE_QUEUE_NAME_LABEL] = queues[flavors[0]]
+    if spec.priority_class:
+        pod_labels[KUEUE_PRIORITY_CLASS_LABEL] = spec.priority_class
+
+    with Workflow(
+        api_version=API_VERSION,
+        kind="Workflow",
+        name=spec.name,
+        namespace=options.namespace,
+        labels={**identity, "app.kubernetes.io/part-of": "hybrid-quantum"},
+        annotations={
+            SPEC_HASH_ANNOTATION: spec_hash(spec),
+            MANIFEST_ANNOTATION: spec.manifest_uri,
+        },
+        entrypoint=ENTRYPOINT,
+        service_account_name=options.service_account,
+        image_pull_secrets=[m.LocalObjectReference(name=n) for n in options.image_pull_secrets]
+        or None,
+        pod_metadata=m.Metadata(labels=pod_labels),
+        pod_gc=m.PodGC(strategy=options.pod_gc_strategy),
+        ttl_strategy=m.TTLStrategy(seconds_after_completion=options.ttl_seconds_after_completion),
+    ) as workflow:
+        templates = {
+            flavor: _batch_template(
+                spec,
+                flavor,
+                options,
+                {} if one_queue else {KUEUE_QUEUE_NAME_LABEL: queues[flavor]},
+            )
+            for flavor in flavors
+        }
+        with DAG(name=ENTRYPOINT):
+            for flavor in flavors:
+                Task(
+                    name=task_name(flavor),
+                    template=templates[flavor],
+                    arguments={"batch": "{{item}}"},
+                    with_items=[b.index for b in spec.batches if b.flavor == flavor],
+                )
+    return workflow.to_dict()
+
+
+def batches_of(workflow: dict[str, Any]) -> list[tuple[int, str]]:
+    """(batch index, flavor) of every batch a compiled workflow fans out over."""
+    found: list[tuple[int, str]] = []
+    for template in workflow.get("spec", {}).get("templates", []):
+        if template.get("name") != ENTRYPOINT:
+            continue
+        for task in (template.get("dag") or {}).get("tasks", []):
+            name = task.get("name", "")
+            if name.startswith("batches-"):
+                flavor = name.removeprefix("batches-")
+                found += [(int(item), flavor) for item in task.get("withItems", [])]
+    return sorted(found)

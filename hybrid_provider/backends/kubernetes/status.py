@@ -1,0 +1,273 @@
+"""Normalise an Argo Workflow, its pods and their Kueue Workloads into a WorkflowStatus.
+
+Pure functions over the JSON the Kubernetes API returns, shared by the sync backend (sensor
+in reschedule mode) and the async one (trigger). Admission comes from the pods' Workloads and
+never from the workflow phase: Argo reports ``Running`` while every pod still waits for quota.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+from datetime import datetime
+from typing import Any
+
+from hybrid_provider.backends.kubernetes.compile import batches_of, template_name
+from hybrid_provider.backends.status import (
+    Admission,
+    BatchPhase,
+    BatchStatus,
+    WorkflowPhase,
+    WorkflowStatus,
+)
+from hybrid_provider.constants import BATCH_LABEL, KUEUE_ADMISSION_GATE, KUEUE_QUEUE_NAME_LABEL
+
+Obj = dict[str, Any]
+
+
+def workflow_nodes(workflow: Obj) -> dict[str, Obj]:
+    """``status.nodes``, or Argo's gzip+base64 ``status.compressedNodes`` when it offloaded them."""
+    status = workflow.get("status") or {}
+    if status.get("nodes"):
+        return status["nodes"]
+    packed = status.get("compressedNodes")
+    if packed:
+        return json.loads(gzip.decompress(base64.b64decode(packed)))
+    return {}
+
+
+def parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def condition(obj: Obj | None, kind: str) -> Obj | None:
+    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind:
+            return cond
+    return None
+
+
+def is_true(obj: Obj | None, kind: str) -> bool:
+    cond = condition(obj, kind)
+    return bool(cond and cond.get("status") == "True")
+
+
+def _parameter(node: Obj, name: str) -> str | None:
+    for param in (node.get("inputs") or {}).get("parameters") or []:
+        if param.get("name") == name:
+            return param.get("value")
+    return None
+
+
+def _batch_nodes(nodes: dict[str, Obj], index: int, flavor: str) -> tuple[Obj | None, list[Obj]]:
+    """The batch's top node (a Retry node, or the Pod node without retries) and its attempts."""
+    mine = [
+        n
+        for n in nodes.values()
+        if n.get("templateName") == template_name(flavor) and _parameter(n, "batch") == str(index)
+    ]
+    retry = next((n for n in mine if n.get("type") == "Retry"), None)
+    pods = [n for n in mine if n.get("type") == "Pod"]
+    pods.sort(key=lambda n: (n.get("startedAt") or "", n.get("name", "")))
+    return retry or (pods[-1] if pods else None), pods
+
+
+def _pod_of(pods: list[Obj], index: int, flavor: str) -> Obj | None:
+    """The newest pod of a batch (a retried batch has a new pod per attempt)."""
+    mine = [
+        p
+        for p in pods
+        if (p.get("metadata", {}).get("labels") or {}).get(BATCH_LABEL) == str(index)
+        and (p.get("metadata", {}).get("labels") or {}).get("hybrid-quantum.io/flavor") == flavor
+    ]
+    mine.sort(key=lambda p: p["metadata"].get("creationTimestamp") or "")
+    return mine[-1] if mine else None
+
+
+def workload_of(pod: Obj | None, workloads: list[Obj]) -> Obj | None:
+    if not pod:
+        return None
+    uid = pod["metadata"].get("uid")
+    for workload in workloads:
+        if (workload["metadata"].get("labels") or {}).get("kueue.x-k8s.io/job-uid") == uid:
+            return workload
+    owned = [
+        w
+        for w in workloads
+        if any(ref.get("uid") == uid for ref in w["metadata"].get("ownerReferences") or [])
+    ]
+    return owned[0] if owned else None
+
+
+def local_queue_of(pod: Obj | None) -> str | None:
+    if not pod:
+        return None
+    return (pod["metadata"].get("labels") or {}).get(KUEUE_QUEUE_NAME_LABEL)
+
+
+def _admission(
+    node_phase: str | None,
+    pod: Obj | None,
+    workload: Obj | None,
+    positions: dict[str, Obj],
+) -> tuple[Admission, str | None, str | None, int | None]:
+    """(admission, reason, message, queue position) from the pod's Workload."""
+    if node_phase in ("Succeeded", "Failed", "Error") or is_true(workload, "Finished"):
+        return Admission.FINISHED, None, None, None
+    for kind in ("Evicted", "Preempted"):
+        cond = condition(workload, kind)
+        if cond and cond.get("status") == "True":
+            return Admission.EVICTED, cond.get("reason") or kind, cond.get("message"), None
+    if is_true(workload, "Admitted"):
+        return Admission.ADMITTED, "Admitted", None, None
+    if pod is None:
+        return Admission.PENDING, "PodNotCreated", "Argo has not created the pod yet", None
+    gates = [g.get("name") for g in (pod.get("spec") or {}).get("schedulingGates") or []]
+    if workload is None:
+        if KUEUE_ADMISSION_GATE in gates:
+            return Admission.PENDING, "WorkloadNotCreated", "Kueue has not seen the pod yet", None
+        return Admission.ADMITTED, "NotQueued", "the pod is not managed by Kueue", None
+    name = workload["metadata"]["name"]
+    position = positions.get(name)
+    reserved = condition(workload, "QuotaReserved")
+    if reserved and reserved.get("status") == "True":
+        return (
+            Admission.PENDING,
+            "QuotaReserved",
+            "quota reserved, waiting for admission checks",
+            None,
+        )
+    reason = (reserved or {}).get("reason") or "Pending"
+    message = (reserved or {}).get("message") or "waiting for quota"
+    requeued = condition(workload, "Requeued")
+    if requeued and requeued.get("status") == "True" and requeued.get("reason"):
+        reason = f"{reason} (requeued: {requeued['reason']})"
+    where = None
+    if position:
+        where = position.get("positionInLocalQueue")
+        message += (
+            f"; position {where} in LocalQueue {position.get('localQueueName') or '?'}, "
+            f"{position.get('positionInClusterQueue')} in its ClusterQueue"
+        )
+    return Admission.PENDING, reason, message, where
+
+
+def build_status(
+    workflow: Obj,
+    pods: list[Obj],
+    workloads: list[Obj],
+    positions: dict[str, Obj] | None = None,
+    ui_url: str | None = None,
+) -> WorkflowStatus:
+    """The normalised status. ``positions`` maps Workload name -> visibility API entry."""
+    positions = positions or {}
+    nodes = workflow_nodes(workflow)
+    wf_status = workflow.get("status") or {}
+    batches = []
+    for index, flavor in batches_of(workflow):
+        top, attempts = _batch_nodes(nodes, index, flavor)
+        pod = _pod_of(pods, index, flavor)
+        workload = workload_of(pod, workloads)
+        last = attempts[-1] if attempts else None
+        top_phase = (top or {}).get("phase")
+        admission, reason, message, position = _admission(top_phase, pod, workload, positions)
+        pod_phase = ((pod or {}).get("status") or {}).get("phase")
+        if top_phase == "Succeeded":
+            phase = BatchPhase.SUCCEEDED
+        elif top_phase in ("Failed", "Error"):
+            phase = BatchPhase.FAILED
+            reason = "Failed"
+            message = (last or top or {}).get("message") or (top or {}).get("message")
+            exit_code = (((last or {}).get("outputs") or {}).get("exitCode")) or None
+            if exit_code:
+                message = f"{message or 'failed'} (exit code {exit_code})"
+        elif admission == Admission.ADMITTED and (
+            pod_phase == "Running" or (last or {}).get("phase") == "Running"
+        ):
+            phase = BatchPhase.RUNNING
+        else:
+            phase = BatchPhase.PENDING
+        earlier = [a for a in attempts[:-1] if a.get("phase") in ("Failed", "Error")]
+        if admission == Admission.PENDING and earlier:
+            why = earlier[-1].get("message") or earlier[-1].get("phase")
+            reason = "Requeued"
+            message = f"attempt {len(earlier)} ended: {why}; {message or 'waiting for quota'}"
+        admitted = condition(workload, "Admitted")
+        started = (
+            parse_time(admitted.get("lastTransitionTime"))
+            if admitted and admitted.get("status") == "True"
+            else parse_time(((pod or {}).get("status") or {}).get("startTime"))
+        )
+        finished = (
+            parse_time((top or {}).get("finishedAt"))
+            if phase
+            in (
+                BatchPhase.SUCCEEDED,
+                BatchPhase.FAILED,
+            )
+            else None
+        )
+        if started is None and last is not None and phase != BatchPhase.PENDING:
+            started = parse_time(last.get("startedAt"))
+        pending_since = parse_time(
+            ((pod or {}).get("metadata") or {}).get("creationTimestamp")
+        ) or parse_time((last or top or {}).get("startedAt"))
+        batches.append(
+            BatchStatus(
+                index=index,
+                flavor=flavor,
+                phase=phase,
+                admission=admission,
+                queue_position=position,
+                reason=reason,
+                message=message,
+                pending_since=pending_since,
+                started_at=started,
+                finished_at=finished,
+                duration_s=(finished - started).total_seconds() if started and finished else None,
+                attempts=len(attempts),
+            )
+        )
+    phase_text = wf_status.get("phase") or "Pending"
+    try:
+        phase = WorkflowPhase(phase_text)
+    except ValueError:
+        phase = WorkflowPhase.PENDING
+    return WorkflowStatus(
+        name=workflow["metadata"]["name"],
+        backend="kubernetes",
+        phase=phase,
+        message=wf_status.get("message"),
+        started_at=parse_time(wf_status.get("startedAt"))
+        or parse_time(workflow["metadata"].get("creationTimestamp")),
+        finished_at=parse_time(wf_status.get("finishedAt")),
+        updated_at=None,
+        ui_url=ui_url,
+        batches=batches,
+    )
+
+
+def pending_queues(pods: list[Obj], workloads: list[Obj]) -> set[str]:
+    """LocalQueues that hold at least one of these pods' Workloads waiting for quota."""
+    queues = set()
+    for pod in pods:
+        workload = workload_of(pod, workloads)
+        if workload is not None and not is_true(workload, "QuotaReserved"):
+            queue = local_queue_of(pod) or (workload.get("spec") or {}).get("queueName")
+            if queue and not is_true(workload, "Finished"):
+                queues.add(queue)
+    return queues
+
+
+def positions_by_workload(pending_lists: list[Obj]) -> dict[str, Obj]:
+    """Workload name -> entry, from visibility API ``PendingWorkloadsSummary`` responses."""
+    out: dict[str, Obj] = {}
+    for summary in pending_lists:
+        for item in summary.get("items") or []:
+            name = (item.get("metadata") or {}).get("name")
+            if name:
+                out[name] = item
+    return out

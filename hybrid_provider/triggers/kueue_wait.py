@@ -1,0 +1,102 @@
+"""KueueWaitTrigger: the deferrable half of KueueWaitSensor, polling in the triggerer.
+
+On Kubernetes it reads the workflow, pods, Workloads and queue positions with the async hook
+(``AsyncArgoKueueHook``), never blocking the triggerer's loop. On the local backend it reads
+the local run's status file in a worker thread (cheap; the local runner needs no cluster).
+It fires once: when the target is reached, the workflow failed, or the queue wait ran out.
+When a user kills the deferred task (mark failed / success, clear), ``on_kill`` stops the
+workflow if ``stop_on_kill`` is set; a triggerer restart does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from hybrid_provider.backends.base import get_backend
+from hybrid_provider.backends.waiting import evaluate, progress_lines, summary
+from hybrid_provider.core.errors import HybridQuantumError
+
+
+class KueueWaitTrigger(BaseTrigger):
+    """
+    :param workflow_name: the workflow to watch.
+    :param backend: ``kubernetes`` or ``local``.
+    :param backend_config: the backend's constructor arguments (JSON-able; namespace resolved).
+    :param target: ``admitted`` or ``finished``.
+    :param queue_wait_timeout: seconds batches may wait for quota with none running.
+    :param poll_interval: seconds between polls.
+    :param stop_on_kill: stop the workflow when a user kills the deferred task.
+    """
+
+    def __init__(
+        self,
+        workflow_name: str,
+        backend: str,
+        backend_config: dict[str, Any],
+        target: str = "finished",
+        queue_wait_timeout: float | None = None,
+        poll_interval: float = 10.0,
+        stop_on_kill: bool = True,
+    ) -> None:
+        super().__init__()
+        self.workflow_name = workflow_name
+        self.backend = backend
+        self.backend_config = dict(backend_config)
+        self.target = target
+        self.queue_wait_timeout = queue_wait_timeout
+        self.poll_interval = poll_interval
+        self.stop_on_kill = stop_on_kill
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "workflow_name": self.workflow_name,
+                "backend": self.backend,
+                "backend_config": self.backend_config,
+                "target": self.target,
+                "queue_wait_timeout": self.queue_wait_timeout,
+                "poll_interval": self.poll_interval,
+                "stop_on_kill": self.stop_on_kill,
+            },
+        )
+
+    def _backend(self):
+        return get_backend(self.backend, **self.backend_config)
+
+    async def _status(self, backend):
+        if hasattr(backend, "astatus"):
+            return await backend.astatus(self.workflow_name)
+        return await asyncio.to_thread(backend.status, self.workflow_name)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        backend = self._backend()
+        while True:
+            try:
+                status = await self._status(backend)
+            except HybridQuantumError as exc:
+                yield TriggerEvent({"state": "error", "message": str(exc)})
+                return
+            for line in progress_lines(status):
+                self.log.info("%s", line)
+            verdict = evaluate(status, self.target, self.queue_wait_timeout)
+            if verdict.over:
+                yield TriggerEvent(
+                    {"state": verdict.state, "message": verdict.message, "summary": summary(status)}
+                )
+                return
+            await asyncio.sleep(self.poll_interval)
+
+    async def on_kill(self) -> None:
+        if not self.stop_on_kill:
+            return
+        backend = self._backend()
+        self.log.info("Task killed: stopping workflow %s", self.workflow_name)
+        if hasattr(backend, "astop"):
+            await backend.astop(self.workflow_name)
+        else:
+            await asyncio.to_thread(backend.stop, self.workflow_name)

@@ -1,0 +1,205 @@
+"""The operators and the sensor over the local backend, outside a DAG run."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+from helpers import exact_values, random_ansatz
+from qiskit import qasm3
+
+from hybrid_provider.backends.status import (
+    Admission,
+    BatchPhase,
+    BatchStatus,
+    WorkflowPhase,
+    WorkflowStatus,
+)
+from hybrid_provider.hooks.hybrid_quantum import HybridQuantumHook
+from hybrid_provider.operators.cut import CutCircuitOperator
+from hybrid_provider.operators.reconstruct import CupyReconstructOperator
+from hybrid_provider.operators.submit import ArgoSubmitOperator
+from hybrid_provider.sensors.kueue_wait import KueueWaitSensor
+
+CONTEXT = {"run_id": "manual__2026-11-28T00:00:00+00:00"}
+
+
+@pytest.fixture
+def circuit_text():
+    circuit = random_ansatz(6, reps=2)
+    return circuit, qasm3.dumps(circuit)
+
+
+def _cut(tmp_path, text, **kwargs):
+    operator = CutCircuitOperator(
+        task_id="cut",
+        circuit=text,
+        observables=["ZZZZZZ", "IXXIII"],
+        partition_labels="AAABBB",
+        num_batches=3,
+        job_name="tests/run-1",
+        store_uri=str(tmp_path),
+        **kwargs,
+    )
+    return operator.execute(CONTEXT)
+
+
+def _wait_until_done(tmp_path, name, **kwargs):
+    sensor = KueueWaitSensor(task_id="wait", workflow_name=name, store_uri=str(tmp_path), **kwargs)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        outcome = sensor.poke({})
+        if outcome:
+            return outcome.xcom_value
+        time.sleep(0.1)
+    raise AssertionError("the workflow did not finish in 60 s")
+
+
+def test_the_four_operators_chain_over_the_local_backend(tmp_path, circuit_text, capsys):
+    circuit, text = circuit_text
+    cut = _cut(tmp_path, text)
+    assert cut["num_batches"] == 3 and cut["num_cuts"] == 2
+    assert json.dumps(cut)  # XCom stays small and serialisable
+    submit = ArgoSubmitOperator(
+        task_id="submit", manifest_uri=cut["manifest_uri"], store_uri=str(tmp_path)
+    )
+    submitted = submit.execute(CONTEXT)
+    again = ArgoSubmitOperator(
+        task_id="submit", manifest_uri=cut["manifest_uri"], store_uri=str(tmp_path)
+    )
+    assert (
+        again.execute(CONTEXT)["workflow_name"] == submitted["workflow_name"]
+    )  # a retry reattaches
+    runs = list((tmp_path / "_runs").iterdir())
+    assert [r.name for r in runs] == [submitted["workflow_name"]]
+    summary = _wait_until_done(tmp_path, submitted["workflow_name"], poke_interval=1000)
+    assert summary["phase"] == "Succeeded" and summary["progress"] == "3/3"
+    assert summary["by_flavor"] == {"cpu": {"finished": 3}}
+    assert "batch 3/3 done" in capsys.readouterr().out
+    reconstruct = CupyReconstructOperator(task_id="reconstruct", manifest_uri=cut["manifest_uri"])
+    result = reconstruct.execute(CONTEXT)
+    assert result["array_module"] == "numpy"
+    assert result["values"] == pytest.approx(
+        list(exact_values(circuit, ["ZZZZZZ", "IXXIII"])), abs=1e-8
+    )
+    assert reconstruct.results_url == result["results_uri"]
+    assert (tmp_path / "tests" / "run-1" / "results" / "reconstruction.json").exists()
+
+
+def test_bad_input_fails_the_task_without_retrying(tmp_path, circuit_text):
+    _, text = circuit_text
+    with pytest.raises(AirflowFailException, match="has 4 letters but the circuit has 6"):
+        CutCircuitOperator(
+            task_id="cut",
+            circuit=text,
+            observables="ZZZZ",
+            partition_labels="AAABBB",
+            store_uri=str(tmp_path),
+        ).execute(CONTEXT)
+    cut = _cut(tmp_path, text)
+    with pytest.raises(AirflowFailException, match="positive number of shots"):
+        ArgoSubmitOperator(
+            task_id="submit",
+            manifest_uri=cut["manifest_uri"],
+            mode="shots",
+            store_uri=str(tmp_path),
+        ).execute(CONTEXT)
+    with pytest.raises(AirflowFailException, match="(?s)3 of 3 batch result"):
+        CupyReconstructOperator(task_id="reconstruct", manifest_uri=cut["manifest_uri"]).execute(
+            CONTEXT
+        )
+
+
+def test_on_kill_stops_the_workflow(tmp_path, circuit_text):
+    _, text = circuit_text
+    cut = _cut(tmp_path, text)
+    submit = ArgoSubmitOperator(
+        task_id="submit",
+        manifest_uri=cut["manifest_uri"],
+        mode="shots",
+        shots=300_000,
+        store_uri=str(tmp_path),
+    )
+    name = submit.execute(CONTEXT)["workflow_name"]
+    submit.on_kill()
+    with pytest.raises(AirflowFailException, match="Stopped"):
+        _wait_until_done(tmp_path, name)
+
+
+class _StatusOnly:
+    name = "scripted"
+
+    def __init__(self, status):
+        self._status = status
+
+    def status(self, _name):
+        return self._status
+
+
+def _scripted(monkeypatch, status):
+    monkeypatch.setattr(HybridQuantumHook, "get_backend", lambda self: _StatusOnly(status))
+
+
+def _pending_for(seconds, flavor="gpu"):
+    since = datetime.now(timezone.utc) - timedelta(seconds=seconds)
+    return BatchStatus(
+        index=0, flavor=flavor, pending_since=since, queue_position=4, reason="Pending"
+    )
+
+
+def test_queue_wait_timeout_is_separate_from_run_time(monkeypatch):
+    sensor = KueueWaitSensor(
+        task_id="wait", workflow_name="w", queue_wait_timeout=timedelta(seconds=60)
+    )
+    waiting = WorkflowStatus(
+        name="w", backend="s", phase=WorkflowPhase.RUNNING, batches=[_pending_for(300)]
+    )
+    _scripted(monkeypatch, waiting)
+    with pytest.raises(AirflowFailException, match=r"queue wait exceeded.*position 4"):
+        sensor.poke({})
+    running = BatchStatus(
+        index=1, flavor="cpu", phase=BatchPhase.RUNNING, admission=Admission.ADMITTED
+    )
+    busy = WorkflowStatus(
+        name="w", backend="s", phase=WorkflowPhase.RUNNING, batches=[_pending_for(300), running]
+    )
+    _scripted(monkeypatch, busy)
+    assert sensor.poke({}) is False  # a long run with its own batches running is not a queue wait
+
+
+def test_target_admitted_and_failure_messages(monkeypatch):
+    admitted = BatchStatus(
+        index=0, flavor="cpu", phase=BatchPhase.RUNNING, admission=Admission.ADMITTED
+    )
+    _scripted(
+        monkeypatch,
+        WorkflowStatus(name="w", backend="s", phase=WorkflowPhase.RUNNING, batches=[admitted]),
+    )
+    assert KueueWaitSensor(task_id="a", workflow_name="w", target="admitted").poke({}).is_done
+    assert KueueWaitSensor(task_id="f", workflow_name="w", target="finished").poke({}) is False
+    failed = BatchStatus(
+        index=3, flavor="cpu", phase=BatchPhase.FAILED, message="bad input: no such batch"
+    )
+    _scripted(
+        monkeypatch,
+        WorkflowStatus(name="w", backend="s", phase=WorkflowPhase.FAILED, batches=[failed]),
+    )
+    with pytest.raises(AirflowFailException, match="batch 3: bad input: no such batch"):
+        KueueWaitSensor(task_id="f", workflow_name="w").poke({})
+    with pytest.raises(ValueError, match="target must be one of"):
+        KueueWaitSensor(task_id="x", workflow_name="w", target="running")
+
+
+def test_the_hook_reads_backend_and_store_from_its_connection(tmp_path, monkeypatch):
+    hook = HybridQuantumHook()
+    assert hook.settings()["backend"] == "local"  # no connection: the local default
+    extra = {"backend": "local", "store_uri": str(tmp_path / "from-connection")}
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_HQ_TEST", json.dumps({"conn_type": "hybrid_quantum", "extra": extra})
+    )
+    settings = HybridQuantumHook("hq_test").settings()
+    assert settings["store_uri"] == f"file://{tmp_path / 'from-connection'}"
+    assert HybridQuantumHook("hq_test", store_uri=str(tmp_path)).store_uri == f"file://{tmp_path}"
