@@ -106,7 +106,7 @@ def _add_execution_arguments(parser: argparse.ArgumentParser, required: bool) ->
     mode.add_argument("--shots", type=int, help="shots per subexperiment")
     parser.add_argument("--seed", type=int, default=1234, help="seed for shot sampling")
     parser.add_argument(
-        "--device", default="cpu", choices=["cpu", "gpu", "auto"], help="Aer device"
+        "--device", default="auto", choices=["cpu", "gpu", "auto"], help="Aer device"
     )
     parser.add_argument(
         "--sampler", default="aer", help="aer, aer-sampler, or module:attribute (shot mode)"

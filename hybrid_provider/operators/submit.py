@@ -30,7 +30,7 @@ class ArgoSubmitOperator(UsesHybridConnection, BaseOperator):
     :param flavor: ``cpu``, ``gpu`` or ``qpu`` (Kueue resource flavor the batches ask for).
     :param sampler: ``aer`` (default), ``aer-sampler``, or ``module:attribute`` of a SamplerV2
         or backend (shot mode only).
-    :param device: Aer device, ``cpu``, ``gpu`` or ``auto``.
+    :param device: Aer device: ``auto`` (default: the GPU when the worker has one), ``gpu`` or ``cpu``.
     :param shot_allocation: shot mode: ``uniform`` (the same shots per subexperiment) or
         ``weighted`` (the same total, spread by each subexperiment's |coefficient| weight).
     """
@@ -58,7 +58,7 @@ class ArgoSubmitOperator(UsesHybridConnection, BaseOperator):
         mode: str = "exact",
         shots: int | None = None,
         seed: int = 1234,
-        device: str = "cpu",
+        device: str = "auto",
         sampler: str = "aer",
         shot_allocation: str = "uniform",
         flavor: str = "cpu",

@@ -22,7 +22,7 @@ class ExecutionOptions(BaseModel):
     mode: Mode = "exact"
     shots: int | None = Field(default=None, description="shots per subexperiment (shot mode)")
     seed: int = 1234
-    device: Device = "cpu"
+    device: Device = "auto"  # Aer on a GPU when the pod or machine has one
     sampler: str = Field(
         default=DEFAULT_SAMPLER,
         description="'aer' (batched statevector), 'aer-sampler', or 'module:attribute'",
