@@ -15,7 +15,7 @@ AIRFLOW_PORT ?= 0
 AIRFLOW_ENV := AIRFLOW_HOME=$(DEMO_HOME) AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
 	AIRFLOW__CORE__LOAD_EXAMPLES=False
 
-.PHONY: install demo airflow browser screenshots test test-fast lint clean
+.PHONY: install demo airflow browser screenshots test test-fast test-k8s test-cluster bench bench-quick lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,20 @@ test: install browser
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
+
+test-k8s: install
+	$(BIN)/python -m pytest -q tests/kubernetes
+
+# Needs a real cluster: HYBRID_TEST_KUBECONFIG (and HYBRID_TEST_STORE_URI); see docs/kubernetes.md
+test-cluster: install
+	$(BIN)/python -m pytest -q -m cluster tests/cluster
+
+# Our pipeline next to the addon's tutorial pipeline, same cases, one process (about 12 minutes)
+bench: install
+	$(BIN)/python -m benchmarks.run --json $(CURDIR)/.bench-results.json
+
+bench-quick: install
+	$(BIN)/python -m benchmarks.run --quick
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

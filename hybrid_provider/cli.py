@@ -38,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     estimate = commands.add_parser("estimate", help="cut, run every batch here, reconstruct")
     _add_cut_arguments(estimate)
     _add_execution_arguments(estimate, required=True)
+    estimate.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run everything in memory (no store, no QPY, no batches): fastest on one machine",
+    )
     _add_json(estimate)
     estimate.set_defaults(handler=_estimate)
 
@@ -101,10 +106,17 @@ def _add_execution_arguments(parser: argparse.ArgumentParser, required: bool) ->
     mode.add_argument("--shots", type=int, help="shots per subexperiment")
     parser.add_argument("--seed", type=int, default=1234, help="seed for shot sampling")
     parser.add_argument(
-        "--device", default="cpu", choices=["cpu", "gpu", "auto"], help="Aer device"
+        "--device", default="auto", choices=["cpu", "gpu", "auto"], help="Aer device"
     )
     parser.add_argument(
         "--sampler", default="aer", help="aer, aer-sampler, or module:attribute (shot mode)"
+    )
+    parser.add_argument(
+        "--shot-allocation",
+        default="uniform",
+        choices=["uniform", "weighted"],
+        help="shot mode: same shots per subexperiment, or the same total spread by "
+        "|coefficient| weight",
     )
 
 
@@ -121,6 +133,7 @@ def _options(args: argparse.Namespace):
         seed=args.seed,
         device=args.device,
         sampler=args.sampler,
+        shot_allocation=args.shot_allocation,
     )
 
 
@@ -223,6 +236,8 @@ def _estimate(args: argparse.Namespace) -> int:
     from hybrid_provider.core.reconstruct.combine import reconstruct_job
 
     options = _options(args)
+    if args.in_process:
+        return _estimate_in_process(args, options)
     timings: dict[str, float] = {}
     started = time.perf_counter()
     plan, job = _write_cut_job(args)
@@ -253,6 +268,53 @@ def _estimate(args: argparse.Namespace) -> int:
         _print_json(payload)
         return 0
     _print_values(result.observables, result.values, result.std_errors)
+    print("timings: " + ", ".join(f"{stage} {seconds:.3f} s" for stage, seconds in timings.items()))
+    return 0
+
+
+def _estimate_in_process(args: argparse.Namespace, options) -> int:
+    from hybrid_provider.core.cut.plan import plan_cuts
+    from hybrid_provider.core.inputs import load_circuit, parse_observables
+    from hybrid_provider.core.pipeline import estimate_in_process
+
+    started = time.perf_counter()
+    circuit = load_circuit(args.circuit, _parameters(args.parameters))
+    observables = parse_observables(args.observables, circuit.num_qubits)
+    plan = plan_cuts(
+        circuit,
+        observables,
+        partition_labels=args.partition,
+        max_subcircuit_qubits=args.max_subcircuit_qubits,
+    )
+    timings = {"cut": time.perf_counter() - started}
+    result = estimate_in_process(plan, options, reconstruct_device=args.device)
+    timings["execute"] = result.timings["choices"] + result.timings["execute"]
+    timings["reconstruct"] = result.timings["reconstruct"]
+    timings["total"] = time.perf_counter() - started
+    values = result.reconstruction
+    if args.json:
+        _print_json(
+            {
+                "observables": values.observables,
+                "values": values.values,
+                "std_errors": values.std_errors,
+                "num_subexperiments": result.num_subexperiments,
+                "num_batches": 0,
+                "mode": options.mode,
+                "shots": options.shots,
+                "shot_allocation": options.shot_allocation,
+                "manifest_uri": None,
+                "plan": plan.summary(),
+                "timings": {stage: round(seconds, 6) for stage, seconds in timings.items()},
+            }
+        )
+        return 0
+    print(
+        f"plan: {plan.num_cuts} cut(s) ({plan.num_gate_cuts} gate, {plan.num_wire_cuts} wire), "
+        f"subcircuit widths {plan.subcircuit_widths}, sampling overhead "
+        f"{plan.sampling_overhead:.4g}, {result.num_subexperiments} circuits run in process"
+    )
+    _print_values(values.observables, values.values, values.std_errors)
     print("timings: " + ", ".join(f"{stage} {seconds:.3f} s" for stage, seconds in timings.items()))
     return 0
 

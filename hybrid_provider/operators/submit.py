@@ -30,7 +30,9 @@ class ArgoSubmitOperator(UsesHybridConnection, BaseOperator):
     :param flavor: ``cpu``, ``gpu`` or ``qpu`` (Kueue resource flavor the batches ask for).
     :param sampler: ``aer`` (default), ``aer-sampler``, or ``module:attribute`` of a SamplerV2
         or backend (shot mode only).
-    :param device: Aer device, ``cpu``, ``gpu`` or ``auto``.
+    :param device: Aer device: ``auto`` (default: the GPU when the worker has one), ``gpu`` or ``cpu``.
+    :param shot_allocation: shot mode: ``uniform`` (the same shots per subexperiment) or
+        ``weighted`` (the same total, spread by each subexperiment's |coefficient| weight).
     """
 
     template_fields: Sequence[str] = (
@@ -40,6 +42,7 @@ class ArgoSubmitOperator(UsesHybridConnection, BaseOperator):
         "flavor",
         "sampler",
         "device",
+        "shot_allocation",
         "queue_name",
         "priority_class",
         "workflow_name",
@@ -55,8 +58,9 @@ class ArgoSubmitOperator(UsesHybridConnection, BaseOperator):
         mode: str = "exact",
         shots: int | None = None,
         seed: int = 1234,
-        device: str = "cpu",
+        device: str = "auto",
         sampler: str = "aer",
+        shot_allocation: str = "uniform",
         flavor: str = "cpu",
         queue_name: str | None = None,
         priority_class: str | None = None,
@@ -74,6 +78,7 @@ class ArgoSubmitOperator(UsesHybridConnection, BaseOperator):
         self.seed = seed
         self.device = device
         self.sampler = sampler
+        self.shot_allocation = shot_allocation
         self.flavor = flavor
         self.queue_name = queue_name
         self.priority_class = priority_class
@@ -95,6 +100,7 @@ class ArgoSubmitOperator(UsesHybridConnection, BaseOperator):
                 seed=self.seed,
                 device=self.device,
                 sampler=self.sampler,
+                shot_allocation=self.shot_allocation or "uniform",
             )
             spec = compile_spec(
                 manifest,

@@ -151,7 +151,7 @@ def test_pods_run_the_cli_on_their_batch_with_the_execution_options():
     parsed = build_parser().parse_args(
         [a.replace("{{inputs.parameters.batch}}", "3") for a in args]
     )
-    assert (parsed.batch, parsed.shots, parsed.exact, parsed.device) == (3, 4096, False, "cpu")
+    assert (parsed.batch, parsed.shots, parsed.exact, parsed.device) == (3, 4096, False, "auto")
 
 
 def test_store_credentials_only_by_secret_reference():

@@ -127,8 +127,11 @@ def mode_arguments(spec: WorkflowSpec) -> list[str]:
     """The execution options as ``run-batch`` flags (one token per option, like the chart)."""
     options = spec.execution
     mode = "--exact" if options.mode == "exact" else f"--shots={options.shots}"
-    return [mode, f"--seed={options.seed}", f"--device={options.device}",
-            f"--sampler={options.sampler}"]  # fmt: skip
+    arguments = [mode, f"--seed={options.seed}", f"--device={options.device}",
+                 f"--sampler={options.sampler}"]  # fmt: skip
+    if options.shot_allocation != "uniform":  # only when asked: default workflows are unchanged
+        arguments.append(f"--shot-allocation={options.shot_allocation}")
+    return arguments
 
 
 def _container_resources(flavor: str, options: KubernetesOptions) -> m.ResourceRequirements:

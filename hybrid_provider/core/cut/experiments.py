@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 from qiskit import QuantumCircuit
+from qiskit.quantum_info import PauliList
 from qiskit_addon_cutting.cutting_experiments import (
     _append_measurement_circuit,
     _append_measurement_register,
@@ -52,8 +53,36 @@ class CuttingExperiments(NamedTuple):
         return len(self.coefficients) * sum(s.num_groups for s in self.subsystems)
 
 
-def generate_distinct_experiments(plan: CutPlan) -> CuttingExperiments:
-    """The flat list is subsystem-major, then distinct term choice, then observable group."""
+class SubsystemChoices(NamedTuple):
+    """The distinct QPD term choices of one subsystem, in first-use order."""
+
+    label: str
+    subcircuit: QuantumCircuit
+    gate_ids: list[list[int]]
+    #: Per distinct choice, the term of each of this subsystem's cuts, in ``gate_ids`` order.
+    terms: list[tuple[int, ...]]
+    #: For coefficient i, the distinct choice (0..len(terms)-1) it uses.
+    index: np.ndarray
+    observables: PauliList
+
+    @property
+    def positions(self) -> list[dict[int, int]]:
+        """Per distinct choice: instruction position of each QPD gate -> its term."""
+        places = [position for (position,) in self.gate_ids]
+        return [dict(zip(places, local, strict=True)) for local in self.terms]
+
+    @property
+    def subobservables(self) -> list[str]:
+        return self.observables.to_labels()
+
+
+class DistinctChoices(NamedTuple):
+    coefficients: np.ndarray
+    subsystems: list[SubsystemChoices]
+
+
+def distinct_choices(plan: CutPlan) -> DistinctChoices:
+    """The coefficients (addon order) and each subsystem's distinct term choices; no circuits."""
     problem = plan.problem
     subcircuits = {str(k): v for k, v in problem.subcircuits.items()}
     subobservables = {str(k): v for k, v in problem.subobservables.items()}
@@ -62,11 +91,8 @@ def generate_distinct_experiments(plan: CutPlan) -> CuttingExperiments:
     weights = generate_qpd_weights(bases, num_samples=np.inf)
     ordered = sorted(weights.items(), key=lambda item: item[1][0], reverse=True)
     coefficients = _coefficients(bases, ordered)
-
-    circuits: list[QuantumCircuit] = []
-    layouts: list[SubsystemLayout] = []
+    subsystems = []
     for label in sorted(subcircuits):
-        collection = ObservableCollection(subobservables[label])
         canonical = _canonical_terms(subcircuits[label], gate_ids[label])
         distinct: dict[tuple[int, ...], int] = {}
         index = np.empty(len(ordered), dtype=np.int64)
@@ -75,23 +101,45 @@ def generate_distinct_experiments(plan: CutPlan) -> CuttingExperiments:
                 canon[map_ids[j]] for canon, j in zip(canonical, map_positions[label], strict=True)
             )
             index[i] = distinct.setdefault(local, len(distinct))
+        subsystems.append(
+            SubsystemChoices(
+                label=label,
+                subcircuit=subcircuits[label],
+                gate_ids=gate_ids[label],
+                terms=list(distinct),
+                index=index,
+                observables=subobservables[label],
+            )
+        )
+    return DistinctChoices(coefficients, subsystems)
+
+
+def generate_distinct_experiments(plan: CutPlan) -> CuttingExperiments:
+    """The flat list is subsystem-major, then distinct term choice, then observable group."""
+    choices = distinct_choices(plan)
+    circuits: list[QuantumCircuit] = []
+    layouts: list[SubsystemLayout] = []
+    for subsystem in choices.subsystems:
+        collection = ObservableCollection(subsystem.observables)
         offset = len(circuits)
-        for local in distinct:
+        for local in subsystem.terms:
             circuits.extend(
-                _subexperiment(subcircuits[label], gate_ids[label], local, group)
+                _subexperiment(subsystem.subcircuit, subsystem.gate_ids, local, group)
                 for group in collection.groups
             )
         layouts.append(
             SubsystemLayout(
-                label=label,
+                label=subsystem.label,
                 offset=offset,
                 num_groups=len(collection.groups),
-                num_distinct=len(distinct),
-                index=index,
-                subobservables=subobservables[label].to_labels(),
+                num_distinct=len(subsystem.terms),
+                index=subsystem.index,
+                subobservables=subsystem.subobservables,
             )
         )
-    return CuttingExperiments(circuits=circuits, coefficients=coefficients, subsystems=layouts)
+    return CuttingExperiments(
+        circuits=circuits, coefficients=choices.coefficients, subsystems=layouts
+    )
 
 
 def _canonical_terms(subcircuit: QuantumCircuit, gate_ids: list[list[int]]) -> list[list[int]]:

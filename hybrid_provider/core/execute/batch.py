@@ -10,14 +10,17 @@ from __future__ import annotations
 import io
 import logging
 import time
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import NamedTuple
 
+import numpy as np
 from qiskit import QuantumCircuit, qpy
 
 from hybrid_provider.core import store
 from hybrid_provider.core.errors import ArtifactError, InputError
 from hybrid_provider.core.execute import samplers, simulate
+from hybrid_provider.core.execute.allocation import allocate_shots
 from hybrid_provider.core.execute.options import DEFAULT_SAMPLER, ExecutionOptions
 from hybrid_provider.core.execute.outcomes import Outcomes, build_outcomes
 from hybrid_provider.core.manifest import JobManifest, artifact_uri, load_manifest, read_artifact
@@ -63,7 +66,12 @@ def run_batch(
     circuits = qpy.load(io.BytesIO(read_artifact(manifest_uri, batch, f"batch {index}")))
     device = _device(options.device)
     outcomes = execute_circuits(
-        circuits, options, seed=[options.seed, index], sampler=sampler, device=device
+        circuits,
+        options,
+        seed=[options.seed, index],
+        sampler=sampler,
+        device=device,
+        shots=batch_shots(manifest_uri, manifest, index, options),
     )
     duration = time.perf_counter() - started
     data = outcomes.to_bytes()
@@ -91,19 +99,40 @@ def execute_circuits(
     seed: list[int],
     sampler=None,
     device: str = "cpu",
+    shots: Sequence[int] | None = None,
 ) -> Outcomes:
+    """Outcomes of the circuits; ``shots`` (one per circuit) overrides ``options.shots``."""
     observable_bits = simulate.observable_bit_counts(circuits)
+    per_circuit = [options.shots] * len(circuits) if shots is None else [int(n) for n in shots]
     if sampler is not None or options.sampler != DEFAULT_SAMPLER:
         chosen = sampler if sampler is not None else samplers.resolve_sampler(options.sampler)
         if options.mode == "exact":
             raise InputError("exact mode needs the built-in simulator, not a supplied sampler")
-        distributions = samplers.run_on_sampler(chosen, circuits, options.shots)
-        return build_outcomes(distributions, [options.shots] * len(circuits), observable_bits)
+        distributions = samplers.run_on_sampler(chosen, circuits, per_circuit)
+        return build_outcomes(distributions, per_circuit, observable_bits)
     distributions = simulate.exact_distributions(circuits, device=device)
     if options.mode == "exact":
         return build_outcomes(distributions, [0] * len(circuits), observable_bits)
-    sampled = simulate.sample_distributions(distributions, options.shots, seed=seed)
-    return build_outcomes(sampled, [options.shots] * len(circuits), observable_bits)
+    sampled = simulate.sample_distributions(distributions, per_circuit, seed=seed)
+    return build_outcomes(sampled, per_circuit, observable_bits)
+
+
+def batch_shots(
+    manifest_uri: str, manifest: JobManifest, index: int, options: ExecutionOptions
+) -> list[int] | None:
+    """Per-circuit shots of batch ``index`` under weighted allocation; None means uniform."""
+    if options.mode != "shots" or options.shot_allocation == "uniform":
+        return None
+    with np.load(
+        io.BytesIO(read_artifact(manifest_uri, manifest.reconstruction, "reconstruction data"))
+    ) as npz:
+        coefficients = npz["coefficients"]
+        indices = {s.label: npz[f"index_{s.label}"] for s in manifest.subsystems}
+    shots = allocate_shots(
+        options.shots, coefficients, manifest.subsystems, indices, options.shot_allocation
+    )
+    batch = manifest.batches[index]
+    return shots[batch.first : batch.first + batch.count].tolist()
 
 
 def _device(asked: str) -> str:

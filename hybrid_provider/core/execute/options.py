@@ -10,6 +10,7 @@ from hybrid_provider.core.errors import InputError
 
 Mode = Literal["exact", "shots"]
 Device = Literal["cpu", "gpu", "auto"]
+ShotAllocation = Literal["uniform", "weighted"]
 DEFAULT_SAMPLER = "aer"
 
 
@@ -21,10 +22,16 @@ class ExecutionOptions(BaseModel):
     mode: Mode = "exact"
     shots: int | None = Field(default=None, description="shots per subexperiment (shot mode)")
     seed: int = 1234
-    device: Device = "cpu"
+    device: Device = "auto"  # Aer on a GPU when the pod or machine has one
     sampler: str = Field(
         default=DEFAULT_SAMPLER,
         description="'aer' (batched statevector), 'aer-sampler', or 'module:attribute'",
+    )
+
+    shot_allocation: ShotAllocation = Field(
+        default="uniform",
+        description="shot mode: 'uniform' (same shots each) or 'weighted' (same total, spread "
+        "in proportion to each subexperiment's |coefficient| weight)",
     )
 
     @model_validator(mode="after")
@@ -33,6 +40,8 @@ class ExecutionOptions(BaseModel):
             raise InputError("shot mode needs a positive number of shots (e.g. --shots 4096)")
         if self.mode == "exact" and self.shots is not None:
             raise InputError("exact mode takes no shot count: drop --shots or use shot mode")
+        if self.mode == "exact" and self.shot_allocation != "uniform":
+            raise InputError("shot allocation applies to shot mode only: drop it or use --shots")
         if self.mode == "exact" and self.sampler != DEFAULT_SAMPLER:
             raise InputError(
                 f"exact mode needs the built-in simulator; sampler '{self.sampler}' can only "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Sequence
 
 import numpy as np
 from qiskit import QuantumCircuit
@@ -42,12 +43,21 @@ def resolve_sampler(name: str):
 
 
 def run_on_sampler(
-    sampler, circuits: list[QuantumCircuit], shots: int
+    sampler, circuits: list[QuantumCircuit], shots: int | Sequence[int]
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Run the circuits in one job; returns (packed outcome values, counts) per circuit."""
+    """Run the circuits in one job; returns (packed outcome values, counts) per circuit.
+
+    ``shots`` is one count for all circuits, or one per circuit (each pub then carries its own).
+    """
     if isinstance(sampler, BackendV2):
         sampler, circuits = _sampler_for_backend(sampler, circuits)
-    result = sampler.run([(circuit,) for circuit in circuits], shots=shots).result()
+    if isinstance(shots, int | np.integer):
+        result = sampler.run([(circuit,) for circuit in circuits], shots=int(shots)).result()
+    elif len(set(shots)) == 1:
+        result = sampler.run([(circuit,) for circuit in circuits], shots=int(shots[0])).result()
+    else:
+        pubs = [(circuit, None, int(n)) for circuit, n in zip(circuits, shots, strict=True)]
+        result = sampler.run(pubs).result()
     distributions = []
     for pub_result in result:
         observable = _as_integers(pub_result.data[OBSERVABLE_REGISTER])

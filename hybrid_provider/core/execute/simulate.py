@@ -32,14 +32,16 @@ PROBABILITIES_LABEL = "outcome_probabilities"
 def deferred_measurement_circuit(circuit: QuantumCircuit) -> tuple[QuantumCircuit, list[int]]:
     """A unitary circuit and the outcome bit position of each qubit it saves probabilities of."""
     positions = clbit_positions(circuit)
-    last_use = _last_use(circuit)
+    qubit_index = {qubit: i for i, qubit in enumerate(circuit.qubits)}
+    clbit_index = {clbit: i for i, clbit in enumerate(circuit.clbits)}
+    last_use = _last_use(circuit, qubit_index)
     current = list(range(circuit.num_qubits))
     width = circuit.num_qubits
     operations: list[tuple[object, list[int]]] = []
     source_of_bit: dict[int, int] = {}
     for step, instruction in enumerate(circuit.data):
         operation = instruction.operation
-        qubits = [circuit.find_bit(q).index for q in instruction.qubits]
+        qubits = [qubit_index[q] for q in instruction.qubits]
         if getattr(operation, "condition", None) is not None or getattr(operation, "blocks", None):
             raise InputError(
                 "a subexperiment has classically controlled operations; exact simulation "
@@ -49,7 +51,7 @@ def deferred_measurement_circuit(circuit: QuantumCircuit) -> tuple[QuantumCircui
             continue
         if operation.name == "measure":
             qubit = current[qubits[0]]
-            bit = positions.get(circuit.find_bit(instruction.clbits[0]).index)
+            bit = positions.get(clbit_index[instruction.clbits[0]])
             if last_use[qubits[0]] > step:
                 operations.append((CXGate(), [qubit, width]))
                 qubit, width = width, width + 1
@@ -68,13 +70,13 @@ def deferred_measurement_circuit(circuit: QuantumCircuit) -> tuple[QuantumCircui
     return deferred, bits
 
 
-def _last_use(circuit: QuantumCircuit) -> list[int]:
+def _last_use(circuit: QuantumCircuit, qubit_index: dict) -> list[int]:
     last = [-1] * circuit.num_qubits
     for step, instruction in enumerate(circuit.data):
         if instruction.operation.name == "barrier":
             continue
         for qubit in instruction.qubits:
-            last[circuit.find_bit(qubit).index] = step
+            last[qubit_index[qubit]] = step
     return last
 
 
@@ -98,7 +100,10 @@ def exact_distributions(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """For each circuit: (packed outcome values, probabilities), zero-probability ones dropped."""
     deferred = [deferred_measurement_circuit(c) for c in circuits]
-    result = aer_simulator(device).run([d for d, _ in deferred]).result()
+    # Many small circuits: run them side by side on every core rather than one at a time.
+    result = (
+        aer_simulator(device).run([d for d, _ in deferred], max_parallel_experiments=0).result()
+    )
     if not result.success:
         raise RuntimeError(f"Aer failed to simulate the batch: {result.status}")
     distributions = []
@@ -120,13 +125,18 @@ def _scatter_bits(size: int, bits: list[int]) -> np.ndarray:
 
 
 def sample_distributions(
-    distributions: list[tuple[np.ndarray, np.ndarray]], shots: int, seed: int
+    distributions: list[tuple[np.ndarray, np.ndarray]], shots, seed
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Draw ``shots`` outcomes from each distribution; returns (values, counts) with counts > 0."""
+    """Draw outcomes from each distribution; returns (values, counts) with counts > 0.
+
+    ``shots`` is one count for every distribution or a sequence with one per distribution;
+    ``seed`` is anything ``numpy.random.default_rng`` takes (or a Generator).
+    """
     rng = np.random.default_rng(seed)
+    per_distribution = np.broadcast_to(np.asarray(shots, dtype=np.int64), (len(distributions),))
     sampled = []
-    for values, probabilities in distributions:
-        counts = rng.multinomial(shots, probabilities / probabilities.sum())
+    for (values, probabilities), count in zip(distributions, per_distribution, strict=True):
+        counts = rng.multinomial(int(count), probabilities / probabilities.sum())
         keep = counts > 0
         sampled.append((values[keep], counts[keep].astype(np.float64)))
     return sampled

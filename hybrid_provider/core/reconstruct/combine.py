@@ -50,53 +50,55 @@ class _Group(NamedTuple):
 
 
 def reconstruct_job(manifest_uri: str, device: str = "auto") -> Reconstruction:
-    """Reconstruct a finished job; refuses, naming them, when batches are missing or corrupt."""
+    """Reconstruct a finished job; refuses, naming them, when batches are missing or corrupt.
+
+    Batches are read and reduced one at a time (per distinct subexperiment: a mean per
+    observable), so memory holds one batch's outcomes plus small per-subsystem tables, however
+    many cuts the job has.
+    """
     started = time.perf_counter()
     manifest_uri = store.normalise_uri(manifest_uri)
     manifest = load_manifest(manifest_uri)
-    outcomes, options = _collect_outcomes(manifest_uri, manifest)
     with np.load(
         io.BytesIO(read_artifact(manifest_uri, manifest.reconstruction, "reconstruction data"))
     ) as npz:
         coefficients = npz["coefficients"]
         indices = {s.label: npz[f"index_{s.label}"] for s in manifest.subsystems}
     xp = arrays.array_module(device)
-    data, shots = prepare_outcomes(xp, outcomes)
-    values, errors = combine(xp, manifest, coefficients, indices, data, shots)
-    return Reconstruction(
-        observables=manifest.observables,
-        values=[float(v) for v in values],
-        std_errors=[float(e) for e in errors],
-        mode=options["mode"],
-        shots=options["shots"],
-        array_module=xp.__name__,
-        seconds=time.perf_counter() - started,
-    )
-
-
-def _collect_outcomes(manifest_uri: str, manifest: JobManifest) -> tuple[Outcomes, dict]:
-    parts, problems, options = [], [], []
+    accumulator = FactorAccumulator(xp, manifest.subsystems, len(manifest.observables))
+    options: list[dict] = []
+    problems: list[str] = []
     for batch in manifest.batches:
         try:
             outcomes, record = load_result(manifest_uri, manifest, batch.index)
         except ArtifactError as exc:
             problems.append(f"batch {batch.index}: {exc}")
             continue
-        parts.append(outcomes)
+        if not problems:  # once a batch is missing the result is refused; just keep checking
+            accumulator.add(batch.first, outcomes)
         options.append(record["options"])
+        del outcomes
     if problems:
         raise ArtifactError(
             f"cannot reconstruct: {len(problems)} of {manifest.num_batches} batch result(s) are "
             "missing or invalid; run those batches again (hybrid-quantum run-batch, or re-run the "
             "submit task):\n  " + "\n  ".join(problems)
         )
-    distinct = {tuple(sorted(o.items())) for o in options}
-    if len(distinct) > 1:
+    if len({tuple(sorted(o.items())) for o in options}) > 1:
         raise ArtifactError(
             "cannot reconstruct: batches were run with different execution options; "
             "run them again with one set of options"
         )
-    return Outcomes.concatenate(parts), options[0]
+    values, errors = combine_factors(xp, coefficients, indices, accumulator.factors())
+    return Reconstruction(
+        observables=manifest.observables,
+        values=[float(v) for v in values],
+        std_errors=[float(e) for e in errors],
+        mode=options[0]["mode"],
+        shots=options[0]["shots"],
+        array_module=xp.__name__,
+        seconds=time.perf_counter() - started,
+    )
 
 
 def prepare_outcomes(xp, outcomes: Outcomes) -> tuple[dict, np.ndarray]:
@@ -131,25 +133,103 @@ def _group_means(xp, data: dict, group: _Group):
     return arrays.segment_sums(xp, weights[:, None] * signs, xp.asarray(lengths))
 
 
-def combine(xp, manifest: JobManifest, coefficients, indices, data, shots):
-    """Values and standard errors for every observable of the job."""
-    num_observables = len(manifest.observables)
+class FactorAccumulator:
+    """Per-subsystem factor tables filled batch by batch from the outcomes of any flat range.
+
+    A subsystem's flat experiments are ``offset + distinct * num_groups + group``; each added
+    range fills the rows (distinct term choices) of the groups it covers, so the outcomes can be
+    dropped as soon as they are added.
+    """
+
+    def __init__(self, xp, subsystems, num_observables: int):
+        self.xp = xp
+        self.subsystems = list(subsystems)
+        self.num_observables = num_observables
+        self._collections = [
+            ObservableCollection(PauliList(s.subobservables)) for s in self.subsystems
+        ]
+        self._means = [
+            [xp.zeros((s.num_distinct, len(g.commuting_observables))) for g in c.groups]
+            for s, c in zip(self.subsystems, self._collections, strict=True)
+        ]
+        self._shots = [
+            [np.zeros(s.num_distinct) for _ in c.groups]
+            for s, c in zip(self.subsystems, self._collections, strict=True)
+        ]
+        self._filled = [
+            [np.zeros(s.num_distinct, dtype=bool) for _ in c.groups]
+            for s, c in zip(self.subsystems, self._collections, strict=True)
+        ]
+
+    def add(self, first: int, outcomes: Outcomes) -> None:
+        """Add the outcomes of flat experiments ``first .. first + outcomes.count - 1``."""
+        data, shots = prepare_outcomes(self.xp, outcomes)
+        self.add_prepared(first, outcomes.count, data, shots)
+
+    def add_prepared(self, first: int, count: int, data: dict, shots: np.ndarray) -> None:
+        """:meth:`add` for outcomes already passed through :func:`prepare_outcomes`."""
+        xp = self.xp
+        end = first + count
+        for s, (subsystem, collection) in enumerate(
+            zip(self.subsystems, self._collections, strict=True)
+        ):
+            distinct = np.arange(subsystem.num_distinct)
+            for k, group in enumerate(collection.groups):
+                flat = subsystem.offset + distinct * subsystem.num_groups + k
+                inside = (flat >= first) & (flat < end)
+                if not inside.any():
+                    continue
+                local = flat[inside] - first
+                masks = np.asarray(group.pauli_bitmasks, dtype=np.uint64)
+                rows = distinct[inside]
+                self._means[s][k][xp.asarray(rows)] = _group_means(xp, data, _Group(local, masks))
+                self._shots[s][k][rows] = shots[local]
+                self._filled[s][k][rows] = True
+
+    def factors(self) -> list[tuple[object, object]]:
+        """(means, variances), each (distinct choices x observables), per subsystem."""
+        xp = self.xp
+        if not all(f.all() for groups in self._filled for f in groups):
+            raise ArtifactError("cannot reconstruct: some subexperiments have no outcomes")
+        result = []
+        for s, (subsystem, collection) in enumerate(
+            zip(self.subsystems, self._collections, strict=True)
+        ):
+            mean = xp.zeros((subsystem.num_distinct, self.num_observables))
+            variance = xp.zeros((subsystem.num_distinct, self.num_observables))
+            group_variances = []
+            for k in range(len(collection.groups)):
+                group_shots = xp.asarray(self._shots[s][k])[:, None]
+                safe = xp.where(group_shots > 0, group_shots, 1.0)
+                means = self._means[s][k]
+                group_variances.append(xp.where(group_shots > 0, (1.0 - means**2) / safe, 0.0))
+            for o, pauli in enumerate(PauliList(subsystem.subobservables)):
+                entries = collection.lookup[pauli]
+                for k, n in entries:
+                    mean[:, o] += self._means[s][k][:, n] / len(entries)
+                    variance[:, o] += group_variances[k][:, n] / len(entries) ** 2
+            result.append((mean, variance))
+        return result
+
+
+def combine_factors(xp, coefficients, indices: dict, factors: list[tuple[object, object]]):
+    """Values and standard errors from per-subsystem (means, variances), in subsystem order.
+
+    ``indices`` maps each subsystem label to its coefficient -> distinct choice index, in the
+    same order as ``factors`` (dict insertion order).
+    """
     coefficients = xp.asarray(coefficients)
-    factors, factor_variances = [], []
-    for subsystem in manifest.subsystems:
-        mean, variance = _subsystem_means(xp, subsystem, data, shots, num_observables)
-        index = xp.asarray(indices[subsystem.label])
-        factors.append((index, mean))
-        factor_variances.append(variance)
-    gathered = [mean[index] for index, mean in factors]  # (coefficients, observables) each
+    index_list = [xp.asarray(index) for index in indices.values()]
+    gathered = [mean[index] for index, (mean, _) in zip(index_list, factors, strict=True)]
     product = xp.ones_like(gathered[0])
     for term in gathered:
         product = product * term
     values = coefficients @ product
+    num_observables = gathered[0].shape[1]
     variance = xp.zeros(num_observables)
-    for position, ((index, mean), sub_variance) in enumerate(
-        zip(factors, factor_variances, strict=True)
-    ):
+    for position, (index, (mean, sub_variance)) in enumerate(zip(index_list, factors, strict=True)):
+        if not bool(xp.any(sub_variance)):
+            continue  # exact factors contribute no variance
         others = xp.ones_like(gathered[0])
         for other_position, term in enumerate(gathered):
             if other_position != position:
@@ -161,25 +241,9 @@ def combine(xp, manifest: JobManifest, coefficients, indices, data, shots):
     return arrays.to_numpy(values), arrays.to_numpy(xp.sqrt(variance))
 
 
-def _subsystem_means(xp, subsystem, data, shots, num_observables):
-    """(distinct experiments x observables) means and variances of one subsystem's factor."""
-    collection = ObservableCollection(PauliList(subsystem.subobservables))
-    distinct = np.arange(subsystem.num_distinct)
-    group_means, group_variances = [], []
-    for k, group in enumerate(collection.groups):
-        experiments = subsystem.offset + distinct * subsystem.num_groups + k
-        means = _group_means(
-            xp, data, _Group(experiments, np.asarray(group.pauli_bitmasks, dtype=np.uint64))
-        )
-        group_shots = xp.asarray(shots[experiments])[:, None]
-        safe_shots = xp.where(group_shots > 0, group_shots, 1.0)
-        group_variances.append(xp.where(group_shots > 0, (1.0 - means**2) / safe_shots, 0.0))
-        group_means.append(means)
-    mean = xp.zeros((subsystem.num_distinct, num_observables))
-    variance = xp.zeros((subsystem.num_distinct, num_observables))
-    for o, pauli in enumerate(PauliList(subsystem.subobservables)):
-        entries = collection.lookup[pauli]
-        for k, n in entries:
-            mean[:, o] += group_means[k][:, n] / len(entries)
-            variance[:, o] += group_variances[k][:, n] / len(entries) ** 2
-    return mean, variance
+def combine(xp, manifest: JobManifest, coefficients, indices, data, shots):
+    """Values and standard errors from all outcomes at once (kept for callers holding them)."""
+    accumulator = FactorAccumulator(xp, manifest.subsystems, len(manifest.observables))
+    accumulator.add_prepared(0, len(shots), data, shots)
+    ordered = {s.label: indices[s.label] for s in manifest.subsystems}
+    return combine_factors(xp, coefficients, ordered, accumulator.factors())

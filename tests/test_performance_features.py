@@ -1,0 +1,213 @@
+"""Performance features: in-process execution, streaming reconstruction, weighted shots, GPU
+fallbacks. Correctness only; timings live in benchmarks/, never in tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from qiskit import QuantumCircuit
+from qiskit.circuit.library import efficient_su2
+from qiskit.primitives import StatevectorEstimator
+from qiskit.quantum_info import PauliList, SparsePauliOp
+
+from hybrid_provider.core.cut.experiments import distinct_choices
+from hybrid_provider.core.cut.job import write_job
+from hybrid_provider.core.cut.plan import plan_cuts
+from hybrid_provider.core.errors import InputError
+from hybrid_provider.core.execute import simulate
+from hybrid_provider.core.execute.allocation import allocate_shots, proportional
+from hybrid_provider.core.execute.batch import execute_circuits, load_result, run_batch
+from hybrid_provider.core.execute.options import ExecutionOptions, execution_options
+from hybrid_provider.core.execute.outcomes import Outcomes
+from hybrid_provider.core.manifest import load_manifest, read_artifact
+from hybrid_provider.core.pipeline import estimate_in_process, layouts, predicted_std_errors
+from hybrid_provider.core.reconstruct import arrays
+from hybrid_provider.core.reconstruct.combine import (
+    FactorAccumulator,
+    combine,
+    prepare_outcomes,
+    reconstruct_job,
+)
+
+
+def exact_values(circuit, labels):
+    result = StatevectorEstimator().run([(circuit, [SparsePauliOp(x) for x in labels])]).result()
+    return np.asarray(result[0].data.evs)
+
+
+@pytest.fixture(scope="module")
+def su2_case():
+    circuit = efficient_su2(8, entanglement="linear", reps=2)
+    circuit = circuit.assign_parameters(0.1 * np.arange(circuit.num_parameters))
+    labels = ["Z" * 8, "X" * 8, "IIIYZIII"]
+    plan = plan_cuts(circuit, PauliList(labels), partition_labels="AAAABBBB")
+    return circuit, labels, plan
+
+
+@pytest.fixture(scope="module")
+def wire_case():
+    """A qubit that talks to both halves in turn: find_cuts cuts its wire, not its gates."""
+    circuit = QuantumCircuit(7)
+    for q in range(7):
+        circuit.ry(0.3 + 0.1 * q, q)
+    for q in range(3):
+        circuit.cx(q, 3)
+        circuit.rz(0.2 * q + 0.1, 3)
+    for q in range(4, 7):
+        circuit.cx(3, q)
+        circuit.ry(0.15 * q, q)
+    for q in range(7):
+        circuit.rx(0.05 * q + 0.2, q)
+    labels = ["Z" * 7, "IIIZIIZ", "X" * 7]
+    plan = plan_cuts(circuit, PauliList(labels), max_subcircuit_qubits=4)
+    assert plan.num_wire_cuts == 1
+    return circuit, labels, plan
+
+
+@pytest.mark.parametrize("case", ["su2_case", "wire_case"])
+def test_in_process_exact_matches_statevector(case, request):
+    circuit, labels, plan = request.getfixturevalue(case)
+    result = estimate_in_process(plan, ExecutionOptions(mode="exact"), reconstruct_device="cpu")
+    np.testing.assert_allclose(
+        result.reconstruction.values, exact_values(circuit, labels), atol=1e-10
+    )
+    assert result.reconstruction.std_errors == [0.0] * len(labels)
+
+
+def test_in_process_shots_within_standard_errors(su2_case):
+    circuit, labels, plan = su2_case
+    options = ExecutionOptions(mode="shots", shots=2000, seed=7)
+    result = estimate_in_process(plan, options, reconstruct_device="cpu").reconstruction
+    deviation = np.abs(np.asarray(result.values) - exact_values(circuit, labels))
+    assert np.all(deviation < 5 * np.asarray(result.std_errors))
+
+
+def test_streaming_reconstruction_equals_all_at_once(tmp_path, su2_case):
+    """reconstruct_job reads batch by batch; the old all-in-memory path gives the same."""
+    circuit, labels, plan = su2_case
+    job = write_job(circuit, plan, str(tmp_path), "stream", num_batches=7)
+    options = ExecutionOptions(mode="shots", shots=500, seed=3)
+    for batch in job.manifest.batches:
+        run_batch(job.manifest_uri, batch.index, options, manifest=job.manifest)
+    streamed = reconstruct_job(job.manifest_uri, device="cpu")
+
+    manifest = load_manifest(job.manifest_uri)
+    parts = [load_result(job.manifest_uri, manifest, b.index)[0] for b in manifest.batches]
+    import io
+
+    with np.load(io.BytesIO(read_artifact(job.manifest_uri, manifest.reconstruction, "r"))) as npz:
+        coefficients = npz["coefficients"]
+        indices = {s.label: npz[f"index_{s.label}"] for s in manifest.subsystems}
+    data, shots = prepare_outcomes(np, Outcomes.concatenate(parts))
+    values, errors = combine(np, manifest, coefficients, indices, data, shots)
+    np.testing.assert_allclose(streamed.values, values, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(streamed.std_errors, errors, rtol=0, atol=1e-12)
+
+
+def test_accumulator_accepts_ranges_in_any_order(tmp_path, su2_case):
+    circuit, labels, plan = su2_case
+    job = write_job(circuit, plan, str(tmp_path), "order", num_batches=3)
+    for batch in job.manifest.batches:
+        run_batch(job.manifest_uri, batch.index, ExecutionOptions(), manifest=job.manifest)
+    manifest = load_manifest(job.manifest_uri)
+    forward = FactorAccumulator(np, manifest.subsystems, len(labels))
+    backward = FactorAccumulator(np, manifest.subsystems, len(labels))
+    results = [load_result(job.manifest_uri, manifest, b.index)[0] for b in manifest.batches]
+    for batch, outcomes in zip(manifest.batches, results, strict=True):
+        forward.add(batch.first, outcomes)
+    for batch, outcomes in reversed(list(zip(manifest.batches, results, strict=True))):
+        backward.add(batch.first, outcomes)
+    for (m1, v1), (m2, v2) in zip(forward.factors(), backward.factors(), strict=True):
+        np.testing.assert_array_equal(m1, m2)
+        np.testing.assert_array_equal(v1, v2)
+
+
+def test_proportional_keeps_budget_and_gives_everyone_a_shot():
+    shots = proportional(1000, np.array([1.0, 2.0, 0.0, 7.0]))
+    assert shots.sum() == 1000 and shots.min() >= 1
+    assert shots[3] > shots[1] > shots[0]
+    with pytest.raises(ValueError):
+        proportional(3, np.ones(4))
+
+
+def test_weighted_allocation_keeps_total_and_lowers_standard_error(wire_case):
+    circuit, labels, plan = wire_case
+    choices = distinct_choices(plan)
+    refs = layouts(plan, choices)
+    indices = {s.label: s.index for s in choices.subsystems}
+    uniform = allocate_shots(4096, choices.coefficients, refs, indices, "uniform")
+    weighted = allocate_shots(4096, choices.coefficients, refs, indices, "weighted")
+    assert uniform.sum() == weighted.sum() == 4096 * len(uniform)
+    assert len(set(weighted.tolist())) > 1
+    before = predicted_std_errors(plan, 4096, "uniform")
+    after = predicted_std_errors(plan, 4096, "weighted")
+    assert np.all(after < before)
+
+
+def test_weighted_allocation_in_a_job_records_per_subexperiment_shots(tmp_path, wire_case):
+    circuit, labels, plan = wire_case
+    job = write_job(circuit, plan, str(tmp_path), "weighted", num_batches=2)
+    options = ExecutionOptions(mode="shots", shots=3000, seed=5, shot_allocation="weighted")
+    for batch in job.manifest.batches:
+        run_batch(job.manifest_uri, batch.index, options, manifest=job.manifest)
+    manifest = load_manifest(job.manifest_uri)
+    shots = np.concatenate(
+        [load_result(job.manifest_uri, manifest, b.index)[0].shots for b in manifest.batches]
+    )
+    assert shots.sum() == 3000 * manifest.num_subexperiments
+    assert len(set(shots.tolist())) > 1
+    result = reconstruct_job(job.manifest_uri, device="cpu")
+    deviation = np.abs(np.asarray(result.values) - exact_values(circuit, labels))
+    assert np.all(deviation < 5 * np.asarray(result.std_errors))
+
+
+def test_shot_allocation_refused_in_exact_mode():
+    with pytest.raises(InputError):
+        execution_options(mode="exact", shot_allocation="weighted")
+
+
+def test_per_circuit_shots_reach_the_sampler_path(su2_case):
+    _, _, plan = su2_case
+    from hybrid_provider.core.cut.experiments import generate_distinct_experiments
+
+    circuits = generate_distinct_experiments(plan).circuits[:3]
+    options = ExecutionOptions(mode="shots", shots=100, sampler="aer-sampler")
+    outcomes = execute_circuits(circuits, options, seed=[1, 0], shots=[10, 20, 30])
+    assert outcomes.shots.tolist() == [10, 20, 30]
+    totals = np.add.reduceat(outcomes.weights, outcomes.offsets[:-1])
+    assert totals.tolist() == [10, 20, 30]
+
+
+def test_reconstruction_falls_back_to_numpy_without_a_gpu(monkeypatch, caplog):
+    monkeypatch.setattr(arrays, "cupy_or_none", lambda: None)
+    assert arrays.array_module("gpu") is np
+    assert arrays.array_module("auto") is np
+    assert "GPU was asked for" in caplog.text
+
+
+def test_cupy_import_failure_means_numpy(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_cupy(name, *args, **kwargs):
+        if name == "cupy":
+            raise ImportError("no cupy here")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_cupy)
+    assert arrays.cupy_or_none() is None
+
+
+def test_aer_gpu_request_falls_back_to_cpu(monkeypatch, tmp_path, su2_case):
+    """Without a GPU, device='gpu' runs (and reconstructs) on the CPU, in jobs and in process."""
+    circuit, labels, plan = su2_case
+    monkeypatch.setattr(simulate, "gpu_available", lambda: False)
+    job = write_job(circuit, plan, str(tmp_path), "gpu", num_batches=1)
+    report = run_batch(job.manifest_uri, 0, ExecutionOptions(device="gpu"), manifest=job.manifest)
+    assert report.device == "cpu"
+    result = estimate_in_process(plan, ExecutionOptions(device="gpu"), reconstruct_device="gpu")
+    assert result.reconstruction.array_module in ("numpy", "cupy")
+    np.testing.assert_allclose(
+        result.reconstruction.values, exact_values(circuit, labels), atol=1e-10
+    )
