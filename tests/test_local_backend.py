@@ -87,6 +87,17 @@ def test_a_flavor_without_quota_fails_with_the_reason(tmp_path, job):
     assert "no local quota for flavor(s) gpu" in status.message
 
 
+def test_a_new_try_after_a_failed_run_runs_what_did_not_finish(tmp_path, job):
+    LocalBackend(str(tmp_path), quota={"gpu": 0}).submit(_spec(job, flavor="gpu"))
+    failed, _ = _wait(LocalBackend(str(tmp_path), quota={"gpu": 0}), "hq-test-run")
+    assert failed.phase == WorkflowPhase.FAILED
+    backend = LocalBackend(str(tmp_path), quota={"gpu": 1})  # quota granted, task cleared
+    retried = backend.submit(_spec(job, flavor="gpu"))
+    assert retried.phase != WorkflowPhase.FAILED
+    status, _ = _wait(backend, "hq-test-run")
+    assert status.phase == WorkflowPhase.SUCCEEDED and status.progress == "4/4"
+
+
 def test_stop_ends_the_run(tmp_path, job):
     backend = LocalBackend(str(tmp_path), quota={"cpu": 1})
     backend.submit(_spec(job, options=ExecutionOptions(mode="shots", shots=200_000)))

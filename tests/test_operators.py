@@ -117,6 +117,18 @@ def test_bad_input_fails_the_task_without_retrying(tmp_path, circuit_text):
         )
 
 
+def test_an_unknown_backend_fails_the_submit_task_at_once(tmp_path, circuit_text):
+    _, text = circuit_text
+    cut = _cut(tmp_path, text)
+    with pytest.raises(AirflowFailException, match="unknown backend 'slurm'"):
+        ArgoSubmitOperator(
+            task_id="submit",
+            manifest_uri=cut["manifest_uri"],
+            backend="slurm",
+            store_uri=str(tmp_path),
+        ).execute(CONTEXT)
+
+
 def test_on_kill_stops_the_workflow(tmp_path, circuit_text):
     _, text = circuit_text
     cut = _cut(tmp_path, text)

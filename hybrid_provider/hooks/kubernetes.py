@@ -182,6 +182,11 @@ class ArgoKueueHook(KubernetesHook):
         """``Stop`` runs exit handlers, ``Terminate`` does not; both stop pending and running pods."""
         return self.patch_workflow(name, namespace, {"spec": {"shutdown": how}})
 
+    def delete_workflow(self, name: str, namespace: str) -> None:
+        """Delete now; Kubernetes' garbage collector removes the pods it owns afterwards."""
+        path = custom_path(ARGO_GROUP, ARGO_VERSION, "workflows", namespace, name)
+        self.request("DELETE", path, body={"propagationPolicy": "Background"})
+
     # --- pods ------------------------------------------------------------------------------
     def list_pods(self, namespace: str, label_selector: str | None = None) -> list[Obj]:
         return (

@@ -90,9 +90,9 @@ class ArgoSubmitOperator(UsesHybridConnection, BaseOperator):
         self.argo_workflow_url: str | None = None
 
     def execute(self, context: Context) -> dict[str, Any]:
-        backend = self.hook.get_backend()
         dag_id, task_id, run_id = self.dag_id, self.task_id, context["run_id"]
         with bad_input_fails_task():
+            backend = self.hook.get_backend()  # an unknown backend is bad input, not bad luck
             manifest = load_manifest(self.manifest_uri)
             options = execution_options(
                 mode=self.mode,

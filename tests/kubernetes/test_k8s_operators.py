@@ -128,6 +128,20 @@ def test_on_kill_stops_the_workflow(cluster, manifest_uri):
     assert not cluster.server.objects("", "pods", NAMESPACE)
 
 
+def test_a_new_try_after_a_stopped_run_replaces_the_workflow(cluster, manifest_uri):
+    op, result = submitted(manifest_uri)
+    name = result["workflow_name"]
+    cluster.argo.start(NAMESPACE, name)
+    op.on_kill()
+    cluster.argo.shutdown(NAMESPACE, name)
+    first_uid = cluster.argo.workflow(NAMESPACE, name)["metadata"]["uid"]
+    _, again = submitted(manifest_uri)  # the user clears the task: same run, new try
+    assert again["workflow_name"] == name
+    replaced = cluster.argo.workflow(NAMESPACE, name)
+    assert replaced["metadata"]["uid"] != first_uid and "shutdown" not in replaced["spec"]
+    assert cluster.server.count("argoproj.io", "workflows") == 1
+
+
 # --------------------------------------------------------------------------- sensor
 
 

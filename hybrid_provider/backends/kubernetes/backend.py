@@ -40,6 +40,7 @@ from hybrid_provider.constants import ARGO_WORKFLOW_LABEL, KUEUE_JOB_UID_LABEL
 from hybrid_provider.core.errors import BackendError, InputError
 
 DEFAULT_CONN_ID = "kubernetes_default"
+FAILED_PHASES = ("Failed", "Error")
 
 
 def argo_ui_link(base: str | None, namespace: str, name: str) -> str | None:
@@ -134,7 +135,29 @@ class KubernetesBackend:
                 "spec; stop or delete it and choose another name, or resubmit the same job and "
                 "options"
             )
+        if (existing.get("status") or {}).get("phase") in FAILED_PHASES:
+            return self._replace(spec.name, body)
         return self._status_of(existing)
+
+    def _replace(self, name: str, body: dict[str, Any]) -> WorkflowStatus:
+        """A new try after a failed or stopped run: a fresh workflow under the same name.
+
+        Batches whose results are already in the store finish at once (the executor skips
+        them), so only what failed or never ran costs time again.
+        """
+        from hybrid_provider.hooks.kubernetes import KubernetesApiError
+
+        self.hook.log.info("Workflow %s failed or was stopped: replacing it for this try", name)
+        self.hook.delete_workflow(name, self.namespace)
+        try:
+            return self._status_of(self.hook.create_workflow(body, self.namespace))
+        except KubernetesApiError as exc:
+            if exc.status != 409:
+                raise
+            raise BackendError(
+                f"the failed workflow {name} is still being deleted; the task's next retry "
+                "will submit it again"
+            ) from exc
 
     def status(self, workflow_name: str) -> WorkflowStatus:
         workflow = self.hook.get_workflow(workflow_name, self.namespace)

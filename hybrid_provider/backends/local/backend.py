@@ -17,7 +17,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from hybrid_provider.backends.spec import WorkflowSpec
-from hybrid_provider.backends.status import Admission, BatchStatus, WorkflowPhase, WorkflowStatus
+from hybrid_provider.backends.status import (
+    Admission,
+    BatchPhase,
+    BatchStatus,
+    WorkflowPhase,
+    WorkflowStatus,
+)
 from hybrid_provider.core import store
 from hybrid_provider.core.errors import BackendError, InputError
 
@@ -64,9 +70,13 @@ class LocalBackend:
                     f"workflow {spec.name} already exists with another spec; stop it and choose "
                     "another name, or resubmit the same job and options"
                 )
-            if read_state(run_dir).phase.finished or self._runner_alive(run_dir):
+            state = read_state(run_dir)
+            if state.phase == WorkflowPhase.SUCCEEDED or self._runner_alive(run_dir):
                 return self.status(spec.name)
-            return self._launch(run_dir)  # the runner died: resume, finished batches are kept
+            if state.phase.finished:  # failed or stopped: a new try runs what did not finish
+                (run_dir / QUOTA_FILE).write_text(json.dumps(self.quota))
+                write_state(run_dir, retry_status(state))
+            return self._launch(run_dir)  # also resumes after a runner died; results are kept
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / QUOTA_FILE).write_text(json.dumps(self.quota))
         write_state(run_dir, initial_status(spec, self.quota))
@@ -169,6 +179,22 @@ def initial_status(spec: WorkflowSpec, quota: dict[str, int]) -> WorkflowStatus:
         updated_at=now,
         batches=batches,
     )
+
+
+def retry_status(status: WorkflowStatus) -> WorkflowStatus:
+    """The status of a failed run about to be tried again: unfinished batches queue anew."""
+    now = datetime.now(timezone.utc)
+    for batch in status.batches:
+        if batch.phase != BatchPhase.SUCCEEDED:
+            batch.phase, batch.admission, batch.reason = (
+                BatchPhase.PENDING,
+                Admission.PENDING,
+                "Resubmitted",
+            )
+            batch.message, batch.attempts, batch.pending_since = None, 0, now
+            batch.started_at = batch.finished_at = batch.duration_s = None
+    status.phase, status.message, status.finished_at = WorkflowPhase.PENDING, None, None
+    return status
 
 
 def read_state(run_dir: Path) -> WorkflowStatus:
