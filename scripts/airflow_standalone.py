@@ -27,12 +27,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from importlib.metadata import entry_points
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"
-PLUGIN_CLASS = "hybrid_provider.plugins:HybridQuantumPlugin"
 COMPONENTS = ("scheduler", "dag_processor", "triggerer")
 
 
@@ -118,7 +116,6 @@ def _raise_stop(signum, frame) -> None:
 def airflow_env(home: Path, port: int, url: str, dags: Path, *, schedule: bool) -> dict[str, str]:
     plugins = home / "plugins"
     plugins.mkdir(exist_ok=True)
-    ensure_plugin_registered(plugins)
     env = {
         k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__") or k == "AIRFLOW_HOME"
     }
@@ -139,24 +136,6 @@ def airflow_env(home: Path, port: int, url: str, dags: Path, *, schedule: bool) 
         }
     )
     return env
-
-
-def ensure_plugin_registered(plugins: Path) -> None:
-    """The report server is an Airflow plugin, found through the ``airflow.plugins`` entry point.
-
-    An install whose metadata predates that entry point (an old editable install) would not load
-    it, so this home's plugins folder gets a one-line module instead — never both, or Airflow
-    reports the second as a duplicate.
-    """
-    shim = plugins / "hybrid_quantum_reports.py"
-    registered = any(ep.value == PLUGIN_CLASS for ep in entry_points(group="airflow.plugins"))
-    if registered:
-        shim.unlink(missing_ok=True)
-    else:
-        shim.write_text(
-            "# Written by scripts/airflow_standalone.py: this install lacks the entry point.\n"
-            "from hybrid_provider.plugins import HybridQuantumPlugin  # noqa: F401\n"
-        )
 
 
 def free_port(preferred: int) -> int:

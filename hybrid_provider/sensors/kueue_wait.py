@@ -91,8 +91,15 @@ class KueueWaitSensor(UsesHybridConnection, BaseSensorOperator):
         return False
 
     def _log_progress(self, status: WorkflowStatus) -> None:
+        """Batches finished since the last poke; every batch once the workflow has finished.
+
+        In reschedule mode a poke has no memory of the previous one, so batches that finished
+        while the task waited to be rescheduled would be missed: the last poke lists them all.
+        """
         now = datetime.now(timezone.utc)
         since = self._last_poke or now - timedelta(seconds=float(self.poke_interval))
+        if status.phase.finished:
+            since = datetime.min.replace(tzinfo=timezone.utc)
         for batch in status.batches:
             if (
                 batch.phase == BatchPhase.SUCCEEDED
