@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -71,6 +72,8 @@ class LocalBackend:
                     "another name, or resubmit the same job and options"
                 )
             state = read_state(run_dir)
+            if state.phase.finished:
+                self._wait_for_runner_exit(run_dir)  # it writes its final state, then exits
             if state.phase == WorkflowPhase.SUCCEEDED or self._runner_alive(run_dir):
                 return self.status(spec.name)
             if state.phase.finished:  # failed or stopped: a new try runs what did not finish
@@ -141,6 +144,11 @@ class LocalBackend:
             )
         (run_dir / PID_FILE).write_text(str(process.pid))
         return read_state(run_dir)
+
+    def _wait_for_runner_exit(self, run_dir: Path, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self._runner_alive(run_dir) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     @staticmethod
     def _runner_alive(run_dir: Path) -> bool:
