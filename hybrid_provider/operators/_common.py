@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator
+from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -13,11 +14,26 @@ from hybrid_provider.hooks.hybrid_quantum import HybridQuantumHook
 
 
 class UsesHybridConnection:
-    """Mixin: ``hybrid_conn_id``, ``backend`` and ``store_uri`` arguments resolve to one hook."""
+    """Mixin for the provider's tasks: where they run and where their artifacts live.
 
-    hybrid_conn_id: str
-    backend: str | None
-    store_uri: str | None
+    :param hybrid_conn_id: the ``hybrid_quantum`` connection (backend, store, cluster); without
+        it, the local backend and ``[hybrid_quantum] store_uri``.
+    :param backend: ``local`` or ``kubernetes``, overriding the connection.
+    :param store_uri: the artifact store, overriding the connection.
+    """
+
+    def __init__(
+        self,
+        *,
+        hybrid_conn_id: str = HybridQuantumHook.default_conn_name,
+        backend: str | None = None,
+        store_uri: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.hybrid_conn_id = hybrid_conn_id
+        self.backend = backend
+        self.store_uri = store_uri
 
     @property
     def hook(self) -> HybridQuantumHook:

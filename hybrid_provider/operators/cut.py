@@ -7,7 +7,6 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
-from hybrid_provider.hooks.hybrid_quantum import HybridQuantumHook
 from hybrid_provider.operators._common import UsesHybridConnection, bad_input_fails_task, safe_path
 
 
@@ -52,9 +51,6 @@ class CutCircuitOperator(UsesHybridConnection, BaseOperator):
         num_batches: int = 8,
         job_name: str = "{{ dag.dag_id }}/{{ run_id }}/{{ task.task_id }}",
         cut_seed: int = 111,
-        hybrid_conn_id: str = HybridQuantumHook.default_conn_name,
-        backend: str | None = None,
-        store_uri: str | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("multiple_outputs", True)  # op.output["manifest_uri"] and friends
@@ -67,9 +63,6 @@ class CutCircuitOperator(UsesHybridConnection, BaseOperator):
         self.num_batches = num_batches
         self.job_name = job_name
         self.cut_seed = cut_seed
-        self.hybrid_conn_id = hybrid_conn_id
-        self.backend = backend
-        self.store_uri = store_uri
 
     def execute(self, context: Context) -> dict[str, Any]:
         from hybrid_provider.core.cut.job import write_job

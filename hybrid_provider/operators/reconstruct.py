@@ -9,7 +9,6 @@ from airflow.sdk import BaseOperator, Context
 
 from hybrid_provider.core import store
 from hybrid_provider.core.manifest import artifact_uri
-from hybrid_provider.hooks.hybrid_quantum import HybridQuantumHook
 from hybrid_provider.links import ResultsReportLink
 from hybrid_provider.operators._common import UsesHybridConnection, bad_input_fails_task
 
@@ -35,18 +34,12 @@ class CupyReconstructOperator(UsesHybridConnection, BaseOperator):
         *,
         manifest_uri: str,
         device: str = "auto",
-        hybrid_conn_id: str = HybridQuantumHook.default_conn_name,
-        backend: str | None = None,
-        store_uri: str | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("multiple_outputs", True)  # op.output["manifest_uri"] and friends
         super().__init__(**kwargs)
         self.manifest_uri = manifest_uri
         self.device = device
-        self.hybrid_conn_id = hybrid_conn_id
-        self.backend = backend
-        self.store_uri = store_uri
         self.results_url: str | None = None
 
     def execute(self, context: Context) -> dict[str, Any]:

@@ -12,7 +12,6 @@ from hybrid_provider.constants import DAG_ID_LABEL, RUN_ID_LABEL, TASK_ID_LABEL
 from hybrid_provider.core.errors import HybridQuantumError
 from hybrid_provider.core.execute.options import execution_options
 from hybrid_provider.core.manifest import load_manifest
-from hybrid_provider.hooks.hybrid_quantum import HybridQuantumHook
 from hybrid_provider.links import ArgoWorkflowLink
 from hybrid_provider.operators._common import UsesHybridConnection, bad_input_fails_task
 
@@ -65,9 +64,6 @@ class ArgoSubmitOperator(UsesHybridConnection, BaseOperator):
         queue_name: str | None = None,
         priority_class: str | None = None,
         workflow_name: str | None = None,
-        hybrid_conn_id: str = HybridQuantumHook.default_conn_name,
-        backend: str | None = None,
-        store_uri: str | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("multiple_outputs", True)  # op.output["manifest_uri"] and friends
@@ -83,9 +79,6 @@ class ArgoSubmitOperator(UsesHybridConnection, BaseOperator):
         self.queue_name = queue_name
         self.priority_class = priority_class
         self.workflow_name = workflow_name
-        self.hybrid_conn_id = hybrid_conn_id
-        self.backend = backend
-        self.store_uri = store_uri
         self._submitted: str | None = None
         self.argo_workflow_url: str | None = None
 

@@ -19,7 +19,6 @@ from hybrid_provider.backends.waiting import (  # noqa: F401 (re-exported)
     progress_lines,
     summary,
 )
-from hybrid_provider.hooks.hybrid_quantum import HybridQuantumHook
 from hybrid_provider.operators._common import UsesHybridConnection
 
 
@@ -50,9 +49,6 @@ class KueueWaitSensor(UsesHybridConnection, BaseSensorOperator):
         workflow_name: str,
         target: str = "finished",
         queue_wait_timeout: timedelta | float | None = None,
-        hybrid_conn_id: str = HybridQuantumHook.default_conn_name,
-        backend: str | None = None,
-        store_uri: str | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         stop_on_kill: bool = True,
         **kwargs: Any,
@@ -69,9 +65,6 @@ class KueueWaitSensor(UsesHybridConnection, BaseSensorOperator):
             if isinstance(queue_wait_timeout, timedelta)
             else queue_wait_timeout
         )
-        self.hybrid_conn_id = hybrid_conn_id
-        self.backend = backend
-        self.store_uri = store_uri
         self.deferrable = deferrable
         self.stop_on_kill = stop_on_kill
         self._last_poke: datetime | None = None
