@@ -146,8 +146,8 @@ def _parameters(text: str | None) -> list[float] | None:
         raise InputError(f"--parameters must be comma-separated numbers: {exc}") from exc
 
 
-def _write_cut_job(args: argparse.Namespace):
-    from hybrid_provider.core.cut.job import fingerprint, write_job
+def _plan(args: argparse.Namespace):
+    """The circuit and its cut plan from the command line's circuit and cut arguments."""
     from hybrid_provider.core.cut.plan import plan_cuts
     from hybrid_provider.core.inputs import load_circuit, parse_observables
 
@@ -159,6 +159,13 @@ def _write_cut_job(args: argparse.Namespace):
         partition_labels=args.partition,
         max_subcircuit_qubits=args.max_subcircuit_qubits,
     )
+    return circuit, plan
+
+
+def _write_cut_job(args: argparse.Namespace):
+    from hybrid_provider.core.cut.job import fingerprint, write_job
+
+    circuit, plan = _plan(args)
     job_name = args.job or f"job-{fingerprint(circuit, plan, args.batches)[:12]}"
     return plan, write_job(circuit, plan, args.store, job_name, args.batches)
 
@@ -273,19 +280,10 @@ def _estimate(args: argparse.Namespace) -> int:
 
 
 def _estimate_in_process(args: argparse.Namespace, options) -> int:
-    from hybrid_provider.core.cut.plan import plan_cuts
-    from hybrid_provider.core.inputs import load_circuit, parse_observables
     from hybrid_provider.core.pipeline import estimate_in_process
 
     started = time.perf_counter()
-    circuit = load_circuit(args.circuit, _parameters(args.parameters))
-    observables = parse_observables(args.observables, circuit.num_qubits)
-    plan = plan_cuts(
-        circuit,
-        observables,
-        partition_labels=args.partition,
-        max_subcircuit_qubits=args.max_subcircuit_qubits,
-    )
+    _, plan = _plan(args)
     timings = {"cut": time.perf_counter() - started}
     result = estimate_in_process(plan, options, reconstruct_device=args.device)
     timings["execute"] = result.timings["choices"] + result.timings["execute"]
