@@ -81,3 +81,24 @@ def test_the_installed_console_script_reports_a_missing_manifest(tmp_path):
     )
     assert completed.returncode == 2
     assert "manifest not found" in completed.stderr and "Traceback" not in completed.stderr
+
+
+def test_estimate_in_process_agrees_with_the_store_path(tmp_path, circuit_file, capsys):
+    circuit, path = circuit_file
+    common = [
+        "estimate",
+        str(path),
+        "--observables",
+        "ZZZZZZ,XXIIXX",
+        "--partition",
+        "AAABBB",
+        "--exact",
+    ]
+    assert main([*common, "--in-process", "--json"]) == 0
+    in_process = json.loads(capsys.readouterr().out)
+    assert main([*common, "--store", str(tmp_path / "store"), "--json"]) == 0
+    via_store = json.loads(capsys.readouterr().out)
+    np.testing.assert_allclose(in_process["values"], via_store["values"], atol=1e-10)
+    np.testing.assert_allclose(
+        in_process["values"], exact_values(circuit, ["ZZZZZZ", "XXIIXX"]), atol=1e-8
+    )
