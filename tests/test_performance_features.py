@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from qiskit import QuantumCircuit
 from qiskit.circuit.library import efficient_su2
 from qiskit.primitives import StatevectorEstimator
 from qiskit.quantum_info import PauliList, SparsePauliOp
 
+from benchmarks import cases as benchmark_cases
 from hybrid_provider.core.cut.experiments import distinct_choices
 from hybrid_provider.core.cut.job import write_job
 from hybrid_provider.core.cut.plan import plan_cuts
@@ -47,18 +47,8 @@ def su2_case():
 @pytest.fixture(scope="module")
 def wire_case():
     """A qubit that talks to both halves in turn: find_cuts cuts its wire, not its gates."""
-    circuit = QuantumCircuit(7)
-    for q in range(7):
-        circuit.ry(0.3 + 0.1 * q, q)
-    for q in range(3):
-        circuit.cx(q, 3)
-        circuit.rz(0.2 * q + 0.1, 3)
-    for q in range(4, 7):
-        circuit.cx(3, q)
-        circuit.ry(0.15 * q, q)
-    for q in range(7):
-        circuit.rx(0.05 * q + 0.2, q)
-    labels = ["Z" * 7, "IIIZIIZ", "X" * 7]
+    case = benchmark_cases.wire_case()
+    circuit, labels = case.circuit, case.observables
     plan = plan_cuts(circuit, PauliList(labels), max_subcircuit_qubits=4)
     assert plan.num_wire_cuts == 1
     return circuit, labels, plan
