@@ -79,6 +79,10 @@ def get_provider_info() -> dict:
                         "label": "Artifact store URI (file://, s3://, ...)",
                         "schema": {"type": ["string", "null"]},
                     },
+                    "local_quota": {
+                        "label": 'Local quota (local backend), JSON: {"cpu": 2, "gpu": 1, "qpu": 1}',
+                        "schema": {"type": ["string", "null"]},
+                    },
                     "kubernetes_conn_id": {
                         "label": "Kubernetes connection id (kubernetes backend)",
                         "schema": {"type": ["string", "null"]},

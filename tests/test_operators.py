@@ -18,6 +18,7 @@ from hybrid_provider.backends.status import (
     WorkflowPhase,
     WorkflowStatus,
 )
+from hybrid_provider.core.errors import InputError
 from hybrid_provider.hooks.hybrid_quantum import HybridQuantumHook
 from hybrid_provider.operators.cut import CutCircuitOperator
 from hybrid_provider.operators.reconstruct import CupyReconstructOperator
@@ -219,3 +220,18 @@ def test_the_hook_reads_backend_and_store_from_its_connection(tmp_path, monkeypa
     settings = HybridQuantumHook("hq_test").settings()
     assert settings["store_uri"] == f"file://{tmp_path / 'from-connection'}"
     assert HybridQuantumHook("hq_test", store_uri=str(tmp_path)).store_uri == f"file://{tmp_path}"
+
+
+def test_the_local_quota_comes_from_the_connection_form_as_json(tmp_path, monkeypatch):
+    extra = {"backend": "local", "store_uri": str(tmp_path), "local_quota": '{"cpu": 1, "gpu": 3}'}
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_HQ_QUOTA", json.dumps({"conn_type": "hybrid_quantum", "extra": extra})
+    )
+    backend = HybridQuantumHook("hq_quota").get_backend()
+    assert backend.quota["cpu"] == 1 and backend.quota["gpu"] == 3
+    extra["local_quota"] = "{cpu: 1"
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_HQ_QUOTA", json.dumps({"conn_type": "hybrid_quantum", "extra": extra})
+    )
+    with pytest.raises(InputError, match="local_quota must be JSON"):
+        HybridQuantumHook("hq_quota").get_backend()

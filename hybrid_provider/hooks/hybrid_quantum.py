@@ -7,6 +7,7 @@ Without the connection, everything runs on the local backend with the configured
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -15,6 +16,7 @@ from airflow.sdk.exceptions import AirflowNotFoundException
 
 from hybrid_provider.backends.base import WorkflowBackend, get_backend
 from hybrid_provider.core import store
+from hybrid_provider.core.errors import InputError
 
 
 def default_store_uri() -> str:
@@ -69,7 +71,14 @@ class HybridQuantumHook(BaseHook):
     def get_backend(self) -> WorkflowBackend:
         settings = self.settings()
         if settings["backend"] == "local":
-            quota = settings.get("local_quota")
+            quota = settings.get("local_quota") or None
+            if isinstance(quota, str):  # typed into the connection form as JSON
+                try:
+                    quota = json.loads(quota)
+                except json.JSONDecodeError as exc:
+                    raise InputError(
+                        f'local_quota must be JSON such as {{"cpu": 2, "gpu": 1}}: {exc}'
+                    ) from exc
             return get_backend("local", store_uri=settings["store_uri"], quota=quota)
         options = {k: v for k, v in settings.items() if k not in ("backend", "local_quota")}
         return get_backend(settings["backend"], **options)

@@ -175,7 +175,7 @@ def initial_status(spec: WorkflowSpec, quota: dict[str, int]) -> WorkflowStatus:
                 admission=Admission.PENDING,
                 queue_position=queued,
                 reason="Pending" if slots else "NoQuota",
-                message=None if slots else f"the local queue has no {task.flavor} slots",
+                message=None if slots else f"the local queue has no {task.flavor} slots here",
                 pending_since=now,
             )
         )

@@ -220,7 +220,11 @@ class Runner:
             else:
                 status.phase = WorkflowPhase.FAILED
                 stuck = sorted({b.flavor for b in status.batches if b.phase == BatchPhase.PENDING})
-                status.message = f"no local quota for flavor(s) {', '.join(stuck)}"
+                status.message = (
+                    f"no local quota for flavor(s) {', '.join(stuck)}: this machine's local queue "
+                    f"has no slots for them (quota {self.quota}). Use flavor cpu here, set "
+                    "local_quota in the hybrid_quantum connection, or run on the kubernetes backend"
+                )
         status.finished_at = _now()
         self._save()
         log.info("workflow %s %s: %s", self.spec.name, status.phase.value, status.message or "")
