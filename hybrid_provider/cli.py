@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from hybrid_provider.core.cut import DEFAULT_MAX_COEFFICIENTS
 from hybrid_provider.core.errors import HybridQuantumError, InputError
 
 DEFAULT_STORE = ".hybrid-quantum"
@@ -97,6 +98,12 @@ def _add_cut_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--store", default=DEFAULT_STORE, help="artifact store URI or directory")
     parser.add_argument("--batches", type=int, default=8, help="number of batches (default 8)")
+    parser.add_argument(
+        "--max-coefficients",
+        type=int,
+        default=DEFAULT_MAX_COEFFICIENTS,
+        help="refuse plans needing more QPD coefficients (default %(default)s: 6 cut CX gates)",
+    )
     parser.add_argument("--job", help="job name in the store (default: derived from the inputs)")
 
 
@@ -158,6 +165,7 @@ def _plan(args: argparse.Namespace):
         observables,
         partition_labels=args.partition,
         max_subcircuit_qubits=args.max_subcircuit_qubits,
+        max_coefficients=args.max_coefficients,
     )
     return circuit, plan
 

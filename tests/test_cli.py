@@ -63,6 +63,18 @@ def test_stages_chain_cut_run_batch_reconstruct(tmp_path, circuit_file, capsys):
             "positive number of shots",
         ),
         (["--observables", "ZZZZZZ", "--partition", "AB", "--exact"], "one label per qubit"),
+        (
+            [
+                "--observables",
+                "ZZZZZZ",
+                "--partition",
+                "AAABBB",
+                "--exact",
+                "--max-coefficients",
+                "10",
+            ],
+            "no practical cut plan fits",
+        ),
     ],
 )
 def test_bad_input_exits_2_with_one_clear_line(tmp_path, circuit_file, capsys, args, message):

@@ -7,6 +7,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
+from hybrid_provider.core.cut import DEFAULT_MAX_COEFFICIENTS
 from hybrid_provider.operators._common import UsesHybridConnection, bad_input_fails_task, safe_path
 
 
@@ -22,6 +23,8 @@ class CutCircuitOperator(UsesHybridConnection, BaseOperator):
         spanning two labels is cut. Give this or ``max_subcircuit_qubits``.
     :param max_subcircuit_qubits: let ``find_cuts`` choose gate and wire cuts under this width.
     :param num_batches: how many batches (workflow tasks) the subexperiments are split into.
+    :param max_coefficients: refuse plans needing more QPD coefficients than this (each cut
+        multiplies them by up to 8); the default admits 6 cut CX gates.
     :param job_name: folder of the job in the store; by default unique per DAG run and task, so
         a retried task reuses the job it already wrote.
 
@@ -51,6 +54,7 @@ class CutCircuitOperator(UsesHybridConnection, BaseOperator):
         num_batches: int = 8,
         job_name: str = "{{ dag.dag_id }}/{{ run_id }}/{{ task.task_id }}",
         cut_seed: int = 111,
+        max_coefficients: int = DEFAULT_MAX_COEFFICIENTS,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("multiple_outputs", True)  # op.output["manifest_uri"] and friends
@@ -63,6 +67,7 @@ class CutCircuitOperator(UsesHybridConnection, BaseOperator):
         self.num_batches = num_batches
         self.job_name = job_name
         self.cut_seed = cut_seed
+        self.max_coefficients = max_coefficients
 
     def execute(self, context: Context) -> dict[str, Any]:
         from hybrid_provider.core.cut.job import write_job
@@ -78,6 +83,7 @@ class CutCircuitOperator(UsesHybridConnection, BaseOperator):
                 partition_labels=self.partition_labels or None,
                 max_subcircuit_qubits=_optional_int(self.max_subcircuit_qubits),
                 seed=self.cut_seed,
+                max_coefficients=int(self.max_coefficients),
             )
             self.log.info(
                 "Cut plan: %d cut(s) (%d gate, %d wire), subcircuit widths %s, sampling "

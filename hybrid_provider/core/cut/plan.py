@@ -23,6 +23,7 @@ from qiskit_addon_cutting import (
 )
 from qiskit_addon_cutting.cutting_decomposition import PartitionedCuttingProblem
 
+from hybrid_provider.core.cut import DEFAULT_MAX_COEFFICIENTS
 from hybrid_provider.core.errors import CutPlanError, InputError
 
 #: Gates Aer simulates natively and the addon knows how to cut (two-qubit ones).
@@ -63,12 +64,6 @@ SIMULATOR_BASIS = [
     "rzx",
     "barrier",
 ]
-
-
-#: Plans beyond this many coefficients are refused: 6 cut CX gates (6**6 = 46,656) still pass.
-#: Each cut multiplies the coefficients (and the circuits to build) by up to 8 and the shots
-#: needed by 9 to 16, so a bigger plan is a sign the limit or the partition is wrong.
-DEFAULT_MAX_COEFFICIENTS = 50_000
 
 
 class CutPlan(NamedTuple):
