@@ -173,9 +173,11 @@ def _plan(args: argparse.Namespace):
 def _write_cut_job(args: argparse.Namespace):
     from hybrid_provider.core.cut.job import fingerprint, write_job
 
+    started = time.perf_counter()
     circuit, plan = _plan(args)
     job_name = args.job or f"job-{fingerprint(circuit, plan, args.batches)[:12]}"
-    return plan, write_job(circuit, plan, args.store, job_name, args.batches)
+    planned = time.perf_counter() - started
+    return plan, write_job(circuit, plan, args.store, job_name, args.batches, plan_seconds=planned)
 
 
 def _cut(args: argparse.Namespace) -> int:

@@ -116,6 +116,8 @@ def test_reads_the_stored_reconstruction_by_default(job):
     assert stages["execute: batch compute (sum)"] == pytest.approx(
         sum(b.duration_s for b in data.batches)
     )
+    assert stages["cut: plan, generate, write"] == job["manifest"].cut_seconds > 0
+    assert list(stages)[0].startswith("cut")
 
 
 def test_a_missing_batch_record_leaves_a_gap_not_an_error(job, tmp_path):

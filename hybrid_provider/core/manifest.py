@@ -58,6 +58,9 @@ class JobManifest(_Model):
     kind: str = "hybrid-quantum/cut-job"
     job_name: str
     created_at: datetime
+    cut_seconds: float | None = Field(
+        default=None, description="planning, generating and writing the job (the cut stage)"
+    )
     fingerprint: str = Field(description="sha256 over the circuit, observables and cut options")
     observables: list[str]
     plan: CutSummary

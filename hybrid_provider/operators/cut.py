@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -74,6 +75,7 @@ class CutCircuitOperator(UsesHybridConnection, BaseOperator):
         from hybrid_provider.core.cut.plan import plan_cuts
         from hybrid_provider.core.inputs import load_circuit, parse_observables
 
+        started = time.perf_counter()
         with bad_input_fails_task():
             circuit = load_circuit(self.circuit, self.parameters)
             observables = parse_observables(self.observables, circuit.num_qubits)
@@ -96,7 +98,12 @@ class CutCircuitOperator(UsesHybridConnection, BaseOperator):
                 plan.num_coefficients,
             )
             job = write_job(
-                circuit, plan, self.hook.store_uri, safe_path(self.job_name), int(self.num_batches)
+                circuit,
+                plan,
+                self.hook.store_uri,
+                safe_path(self.job_name),
+                int(self.num_batches),
+                plan_seconds=time.perf_counter() - started,
             )
         manifest = job.manifest
         self.log.info(

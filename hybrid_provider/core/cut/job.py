@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import time
 from datetime import datetime, timezone
 from typing import NamedTuple
 
@@ -48,7 +49,14 @@ def write_job(
     store_uri: str,
     job_name: str,
     num_batches: int,
+    plan_seconds: float = 0.0,
 ) -> WrittenJob:
+    """Write the job, or find the same one written before.
+
+    ``plan_seconds`` (the caller's planning time) is added to the time spent here, so the
+    manifest records what the whole cut stage cost.
+    """
+    started = time.perf_counter()
     if num_batches < 1:
         raise InputError(f"the number of batches must be at least 1, got {num_batches}")
     job_uri = store.join(store.normalise_uri(store_uri), job_name)
@@ -63,18 +71,22 @@ def write_job(
             "options); choose another job name or delete that job first"
         )
     experiments = generate_distinct_experiments(plan)
+    circuit_ref = _put(job_uri, "circuit.qpy", _qpy_bytes([circuit]))
+    reconstruction_ref = _put(job_uri, "reconstruction.npz", _reconstruction_bytes(experiments))
+    batches = _write_batches(job_uri, experiments.circuits, num_batches)
     manifest = JobManifest(
         job_name=job_name,
         created_at=datetime.now(timezone.utc),
+        cut_seconds=round(plan_seconds + time.perf_counter() - started, 6),
         fingerprint=job_fingerprint,
         observables=plan.observables.to_labels(),
         plan=CutSummary(**plan.summary()),
         num_subexperiments=len(experiments.circuits),
         num_subexperiments_redundant=experiments.num_redundant,
-        circuit=_put(job_uri, "circuit.qpy", _qpy_bytes([circuit])),
-        reconstruction=_put(job_uri, "reconstruction.npz", _reconstruction_bytes(experiments)),
+        circuit=circuit_ref,
+        reconstruction=reconstruction_ref,
         subsystems=_subsystem_refs(plan, experiments),
-        batches=_write_batches(job_uri, experiments.circuits, num_batches),
+        batches=batches,
     )
     store.write_bytes_atomic(manifest_uri, manifest.model_dump_json(indent=2).encode())
     return WrittenJob(manifest_uri, manifest, reused=False)

@@ -71,7 +71,10 @@ class ReportData:
 
     def stage_seconds(self) -> dict[str, float]:
         """Seconds per stage; the wall time runs from the manifest's birth to the last batch."""
-        stages = {"execute: batch compute (sum)": self.batch_seconds}
+        stages = {}
+        if self.manifest.cut_seconds is not None:
+            stages["cut: plan, generate, write"] = self.manifest.cut_seconds
+        stages["execute: batch compute (sum)"] = self.batch_seconds
         last = self.last_batch_finished
         if last is not None:
             stages["execute: wall, cut written → last batch"] = max(
