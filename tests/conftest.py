@@ -15,7 +15,6 @@ AIRFLOW_HOME = tempfile.mkdtemp(prefix="hq-airflow-home-")
 os.environ["AIRFLOW_HOME"] = AIRFLOW_HOME
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
-os.environ.pop("HYBRID_QUANTUM_STORE_URI", None)
 
 
 @pytest.fixture(scope="session")

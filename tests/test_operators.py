@@ -11,6 +11,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from helpers import exact_values, random_ansatz
 from qiskit import qasm3
 
+from hybrid_provider.backends.local.backend import LocalBackend
 from hybrid_provider.backends.status import (
     Admission,
     BatchPhase,
@@ -229,6 +230,8 @@ def test_the_local_quota_comes_from_the_connection_form_as_json(tmp_path, monkey
     )
     backend = HybridQuantumHook("hq_quota").get_backend()
     assert backend.quota["cpu"] == 1 and backend.quota["gpu"] == 3
+    rebuilt = LocalBackend(**json.loads(json.dumps(backend.config())))  # as a trigger would
+    assert rebuilt.quota == backend.quota and rebuilt.runs_dir == backend.runs_dir
     extra["local_quota"] = "{cpu: 1"
     monkeypatch.setenv(
         "AIRFLOW_CONN_HQ_QUOTA", json.dumps({"conn_type": "hybrid_quantum", "extra": extra})

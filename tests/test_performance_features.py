@@ -24,8 +24,7 @@ from hybrid_provider.core.pipeline import estimate_in_process, layouts, predicte
 from hybrid_provider.core.reconstruct import arrays
 from hybrid_provider.core.reconstruct.combine import (
     FactorAccumulator,
-    combine,
-    prepare_outcomes,
+    combine_factors,
     reconstruct_job,
 )
 
@@ -88,8 +87,10 @@ def test_streaming_reconstruction_equals_all_at_once(tmp_path, su2_case):
     with np.load(io.BytesIO(read_artifact(job.manifest_uri, manifest.reconstruction, "r"))) as npz:
         coefficients = npz["coefficients"]
         indices = {s.label: npz[f"index_{s.label}"] for s in manifest.subsystems}
-    data, shots = prepare_outcomes(np, Outcomes.concatenate(parts))
-    values, errors = combine(np, manifest, coefficients, indices, data, shots)
+    all_at_once = FactorAccumulator(np, manifest.subsystems, len(manifest.observables))
+    all_at_once.add(0, Outcomes.concatenate(parts))
+    ordered = {s.label: indices[s.label] for s in manifest.subsystems}
+    values, errors = combine_factors(np, coefficients, ordered, all_at_once.factors())
     np.testing.assert_allclose(streamed.values, values, rtol=0, atol=1e-12)
     np.testing.assert_allclose(streamed.std_errors, errors, rtol=0, atol=1e-12)
 

@@ -149,7 +149,6 @@ def test_unknown_batch_and_unknown_sampler(tmp_path, plan):
 
 def test_store_credentials_come_from_the_pods_environment(monkeypatch):
     monkeypatch.setenv("HYBRID_QUANTUM_STORE_endpoint_url", "http://127.0.0.1:9000")
-    monkeypatch.setenv("HYBRID_QUANTUM_STORE_URI", "s3://not-an-option")
     fs, _ = store.filesystem("memory://bucket/job")
     assert fs.storage_options == {"endpoint_url": "http://127.0.0.1:9000"}
     local, _ = store.filesystem("file:///tmp")

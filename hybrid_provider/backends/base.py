@@ -28,6 +28,9 @@ class WorkflowBackend(Protocol):
     def ui_url(self, workflow_name: str) -> str | None:
         """Where a person can watch it, if anywhere."""
 
+    def config(self) -> dict[str, object]:
+        """JSON-able constructor arguments (for the trigger, which rebuilds the backend)."""
+
 
 BACKENDS = ("local", "kubernetes")
 

@@ -11,7 +11,7 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from hybrid_provider.constants import DEFAULT_LOCAL_QUEUES, FLAVORS
+from hybrid_provider.constants import FLAVORS
 from hybrid_provider.core.errors import InputError
 from hybrid_provider.core.execute.options import ExecutionOptions
 from hybrid_provider.core.manifest import JobManifest
@@ -83,10 +83,6 @@ def compile_spec(
         priority_class=priority_class,
         labels=labels or {},
     )
-
-
-def local_queue_for(spec: WorkflowSpec, flavor: str) -> str:
-    return spec.queue_name or DEFAULT_LOCAL_QUEUES[flavor]
 
 
 def workflow_name(*parts: str, prefix: str = "hq") -> str:

@@ -32,7 +32,7 @@ def join(uri: str, *parts: str) -> str:
 
 
 #: Storage options reach pods as environment variables: ``HYBRID_QUANTUM_STORE_<option>``
-#: (the chart maps each key of the store Secret to one). ``..._URI`` is the store itself.
+#: (the chart maps each key of the store Secret to one).
 STORE_OPTION_PREFIX = "HYBRID_QUANTUM_STORE_"
 
 
@@ -41,7 +41,7 @@ def storage_options_from_environment() -> dict[str, str]:
     return {
         name.removeprefix(STORE_OPTION_PREFIX): value
         for name, value in os.environ.items()
-        if name.startswith(STORE_OPTION_PREFIX) and name != f"{STORE_OPTION_PREFIX}URI"
+        if name.startswith(STORE_OPTION_PREFIX)
     }
 
 
@@ -96,12 +96,6 @@ def write_bytes_atomic(uri: str, data: bytes) -> None:
 
 def write_json_atomic(uri: str, payload: Any) -> None:
     write_bytes_atomic(uri, json.dumps(payload, indent=2, sort_keys=True).encode())
-
-
-def delete(uri: str) -> None:
-    fs, path = filesystem(uri)
-    if fs.exists(path):
-        fs.rm(path, recursive=True)
 
 
 def sha256(data: bytes) -> str:

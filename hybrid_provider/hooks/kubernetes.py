@@ -105,11 +105,6 @@ def _query(label_selector: str | None = None, **extra: Any) -> list[tuple[str, A
     return query + [(k, v) for k, v in extra.items() if v is not None]
 
 
-def selector(labels: dict[str, str]) -> str:
-    """An equality label selector: ``a=b,c=d``."""
-    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-
-
 class ArgoKueueHook(KubernetesHook):
     """Synchronous access to Argo Workflows, pods and Kueue through a ``kubernetes`` connection.
 

@@ -126,7 +126,7 @@ class KueueWaitSensor(UsesHybridConnection, BaseSensorOperator):
             trigger=KueueWaitTrigger(
                 workflow_name=self.workflow_name,
                 backend=backend.name,
-                backend_config=self._backend_config(backend),
+                backend_config=backend.config(),
                 target=self.target,
                 queue_wait_timeout=self.queue_wait_timeout,
                 poll_interval=float(self.poke_interval),
@@ -135,12 +135,6 @@ class KueueWaitSensor(UsesHybridConnection, BaseSensorOperator):
             method_name="execute_complete",
             timeout=timedelta(seconds=float(self.timeout)) if self.timeout else None,
         )
-
-    def _backend_config(self, backend) -> dict[str, Any]:
-        if hasattr(backend, "config"):
-            return backend.config()
-        settings = self.hook.settings()
-        return {"store_uri": settings["store_uri"], "quota": settings.get("local_quota")}
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         state, message = event.get("state"), event.get("message", "")

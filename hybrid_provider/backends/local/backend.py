@@ -41,15 +41,11 @@ def default_quota() -> dict[str, int]:
     return {"cpu": os.cpu_count() or 1, "gpu": 1 if gpu_available() else 0, "qpu": 1}
 
 
-def default_store_uri() -> str:
-    return store.normalise_uri(os.environ.get("HYBRID_QUANTUM_STORE_URI", ".hybrid-quantum"))
-
-
 class LocalBackend:
     name = "local"
 
-    def __init__(self, store_uri: str | None = None, quota: dict[str, int] | None = None):
-        root = store.normalise_uri(store_uri or default_store_uri())
+    def __init__(self, store_uri: str, quota: dict[str, int] | None = None):
+        root = store.normalise_uri(store_uri)
         if not root.startswith("file://"):
             raise InputError(
                 f"the local backend keeps its runs on this machine's disk; give it a file:// "
@@ -59,6 +55,10 @@ class LocalBackend:
         self.quota = {**default_quota(), **(quota or {})}
         if any(slots < 0 for slots in self.quota.values()):
             raise InputError(f"local quota slots must not be negative: {self.quota}")
+
+    def config(self) -> dict[str, object]:
+        """JSON-able constructor arguments, so a trigger can rebuild this backend."""
+        return {"store_uri": f"file://{self.runs_dir.parent}", "quota": self.quota}
 
     # --- the seam -------------------------------------------------------------------------
     def submit(self, spec: WorkflowSpec) -> WorkflowStatus:

@@ -23,7 +23,7 @@ from hybrid_provider.core import store
 from hybrid_provider.core.errors import ArtifactError
 from hybrid_provider.core.execute.batch import load_result
 from hybrid_provider.core.execute.outcomes import Outcomes
-from hybrid_provider.core.manifest import JobManifest, load_manifest, read_artifact
+from hybrid_provider.core.manifest import load_manifest, read_artifact
 from hybrid_provider.core.reconstruct import arrays
 
 ALL_BITS = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -163,13 +163,9 @@ class FactorAccumulator:
 
     def add(self, first: int, outcomes: Outcomes) -> None:
         """Add the outcomes of flat experiments ``first .. first + outcomes.count - 1``."""
-        data, shots = prepare_outcomes(self.xp, outcomes)
-        self.add_prepared(first, outcomes.count, data, shots)
-
-    def add_prepared(self, first: int, count: int, data: dict, shots: np.ndarray) -> None:
-        """:meth:`add` for outcomes already passed through :func:`prepare_outcomes`."""
         xp = self.xp
-        end = first + count
+        data, shots = prepare_outcomes(xp, outcomes)
+        end = first + outcomes.count
         for s, (subsystem, collection) in enumerate(
             zip(self.subsystems, self._collections, strict=True)
         ):
@@ -239,11 +235,3 @@ def combine_factors(xp, coefficients, indices: dict, factors: list[tuple[object,
             per_experiment = xp.bincount(index, weights=gradient[:, o], minlength=mean.shape[0])
             variance[o] += xp.sum(per_experiment**2 * sub_variance[:, o])
     return arrays.to_numpy(values), arrays.to_numpy(xp.sqrt(variance))
-
-
-def combine(xp, manifest: JobManifest, coefficients, indices, data, shots):
-    """Values and standard errors from all outcomes at once (kept for callers holding them)."""
-    accumulator = FactorAccumulator(xp, manifest.subsystems, len(manifest.observables))
-    accumulator.add_prepared(0, len(shots), data, shots)
-    ordered = {s.label: indices[s.label] for s in manifest.subsystems}
-    return combine_factors(xp, coefficients, ordered, accumulator.factors())
