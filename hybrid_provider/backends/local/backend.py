@@ -9,6 +9,7 @@ reattaches; one whose runner died resumes it, and finished batches are not run a
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import subprocess
@@ -52,9 +53,15 @@ class LocalBackend:
                 f"store (got {root}), or use the kubernetes backend for object storage"
             )
         self.runs_dir = Path(root.removeprefix("file://")) / RUNS_FOLDER
-        self.quota = {**default_quota(), **(quota or {})}
-        if any(slots < 0 for slots in self.quota.values()):
-            raise InputError(f"local quota slots must not be negative: {self.quota}")
+        if any(slots < 0 for slots in (quota or {}).values()):
+            raise InputError(f"local quota slots must not be negative: {quota}")
+        self._quota = quota or {}
+
+    @functools.cached_property
+    def quota(self) -> dict[str, int]:
+        """Slots per flavor. Resolved on first use: finding a GPU imports Aer, which a sensor
+        reading the status on every poke should not pay for."""
+        return {**default_quota(), **self._quota}
 
     def config(self) -> dict[str, object]:
         """JSON-able constructor arguments, so a trigger can rebuild this backend."""
