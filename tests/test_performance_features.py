@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import exact_values
 from qiskit.circuit.library import efficient_su2
-from qiskit.primitives import StatevectorEstimator
-from qiskit.quantum_info import PauliList, SparsePauliOp
+from qiskit.quantum_info import PauliList
 
 from benchmarks import cases as benchmark_cases
 from hybrid_provider.core.cut.experiments import distinct_choices
@@ -27,11 +27,6 @@ from hybrid_provider.core.reconstruct.combine import (
     combine_factors,
     reconstruct_job,
 )
-
-
-def exact_values(circuit, labels):
-    result = StatevectorEstimator().run([(circuit, [SparsePauliOp(x) for x in labels])]).result()
-    return np.asarray(result[0].data.evs)
 
 
 @pytest.fixture(scope="module")

@@ -96,7 +96,10 @@ def _bind(circuit: QuantumCircuit, parameters: ParameterValues) -> QuantumCircui
         by_name = {p.name: p for p in circuit.parameters}
         unknown = sorted(set(parameters) - set(by_name))
         if unknown:
-            raise InputError(f"the circuit has no parameter(s) named {', '.join(unknown)}")
+            raise InputError(
+                f"the circuit has no parameter(s) named {', '.join(unknown)}; its parameters "
+                f"are {', '.join(sorted(by_name)) or 'none'}"
+            )
         return circuit.assign_parameters({by_name[k]: float(v) for k, v in parameters.items()})
     values = [float(v) for v in parameters]
     if len(values) != circuit.num_parameters:
