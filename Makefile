@@ -15,7 +15,7 @@ AIRFLOW_PORT ?= 0
 AIRFLOW_ENV := AIRFLOW_HOME=$(DEMO_HOME) AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
 	AIRFLOW__CORE__LOAD_EXAMPLES=False
 
-.PHONY: install demo airflow browser screenshots test test-fast test-k8s test-cluster bench bench-quick lint clean
+.PHONY: install demo airflow browser screenshots test test-fast test-k8s test-engines engines cluster cluster-down test-cluster bench bench-quick lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || ($(PYTHON) -m pip install --quiet virtualenv && $(PYTHON) -m virtualenv $(VENV))
@@ -55,7 +55,22 @@ test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
 test-k8s: install
-	$(BIN)/python -m pytest -q tests/kubernetes
+	$(BIN)/python -m pytest -q tests/kubernetes tests/controlplane
+
+# The real control plane (kube-apiserver, controller-manager, scheduler, etcd, Kueue, Argo),
+# built from the Go modules pinned in tests/controlplane/engines.py and cached in ~/.cache
+engines: install
+	$(BIN)/python tests/controlplane/cluster.py build
+
+test-engines: install
+	$(BIN)/python -m pytest -q tests/controlplane
+
+# Start it on loopback in the background (KUBECONFIG=.cluster/kubeconfig); stop it again
+cluster: install
+	$(BIN)/python tests/controlplane/cluster.py up
+
+cluster-down:
+	@if [ -x $(BIN)/python ]; then $(BIN)/python tests/controlplane/cluster.py down; fi
 
 # Needs a real cluster: HYBRID_TEST_KUBECONFIG (and HYBRID_TEST_STORE_URI); see docs/kubernetes.md
 test-cluster: install
@@ -71,5 +86,5 @@ bench-quick: install
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-clean:
-	rm -rf $(DEMO_HOME) $(UI_HOME) .hybrid-quantum .pytest_cache
+clean: cluster-down
+	rm -rf $(DEMO_HOME) $(UI_HOME) .hybrid-quantum .pytest_cache .cluster .cluster-tests

@@ -1,9 +1,11 @@
 """Validate Kubernetes custom objects against upstream CRD schemas, strictly.
 
-The reference CRDs (Argo Workflows, Kueue) live outside the repository, in
-``$HYBRID_SCHEMAS_DIR`` or else ``<repo root>/../shared/schemas``. Typical use::
+The reference CRDs are upstream's own, from the Argo Workflows and Kueue module versions the
+real-engine suite builds and installs (``tests/controlplane/engines.py``, fetched with
+``go mod download``): nothing is copied into the repository, and what is validated here is what
+the real API server is given. Without Go the tests that need them are skipped. Typical use::
 
-    from tests.schema_validation import validate_against_crd, crd_path
+    from schema_validation import validate_against_crd, crd_path
 
     validate_against_crd(workflow_dict, crd_path("argo/argoproj.io_workflows.yaml"))
     validate_object(workflow_dict)  # finds the CRD by apiVersion and kind
@@ -24,6 +26,7 @@ from __future__ import annotations
 import copy
 import functools
 import os
+import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -31,7 +34,11 @@ from typing import Any
 import jsonschema
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+_CONTROLPLANE = str(Path(__file__).resolve().parent / "controlplane")
+if _CONTROLPLANE not in sys.path:
+    sys.path.append(_CONTROLPLANE)
+
+import engines  # noqa: E402
 
 # The Argo CRDs are ~3 MB of YAML: libyaml reads them ~7x faster than pure Python.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -66,15 +73,29 @@ class CRDValidationError(ValueError):
         super().__init__(f"{what} does not match {crd_path.name}:\n{lines}")
 
 
-def schemas_dir() -> Path:
-    """The reference schema directory: ``$HYBRID_SCHEMAS_DIR`` or ``../shared/schemas``."""
-    env = os.environ.get("HYBRID_SCHEMAS_DIR")
-    return Path(env) if env else (REPO_ROOT.parent / "shared" / "schemas")
+def crd_folders() -> dict[str, Path]:
+    """``argo`` and ``kueue``: the CRD folders of the pinned modules (the test is skipped, with
+    the reason, where they cannot be had)."""
+    try:
+        return _crd_folders()
+    except engines.EngineUnavailable as exc:
+        import pytest
+
+        pytest.skip(f"upstream CRDs unavailable: {exc}")
+
+
+@functools.cache
+def _crd_folders() -> dict[str, Path]:
+    return {
+        "argo": engines.module_dir(engines.ARGO) / "manifests/base/crds/full",
+        "kueue": engines.module_dir(engines.KUEUE) / "config/components/crd/bases",
+    }
 
 
 def crd_path(relative: str) -> Path:
-    """Path of a CRD file under the schema dir, e.g. ``kueue/kueue.x-k8s.io_workloads.yaml``."""
-    return schemas_dir() / relative
+    """A CRD file by upstream name, e.g. ``kueue/kueue.x-k8s.io_workloads.yaml``."""
+    folder, _, name = relative.partition("/")
+    return crd_folders()[folder] / name
 
 
 def format_path(parts: Iterable[Any]) -> str:
@@ -190,29 +211,29 @@ def _message(error: jsonschema.ValidationError) -> str:
 
 
 @functools.cache
-def _crd_index(directory: str) -> dict[tuple[str, str], Path]:
+def _crd_index(directories: tuple[str, ...]) -> dict[tuple[str, str], Path]:
     index: dict[tuple[str, str], Path] = {}
-    for path in sorted(Path(directory).rglob("*.yaml")):
-        try:
-            crd = _load_crd(str(path))
-        except (ValueError, yaml.YAMLError):
-            continue
-        index[(crd["spec"]["group"], crd["spec"]["names"]["kind"])] = path
+    for directory in directories:
+        for path in sorted(Path(directory).glob("*.yaml")):
+            try:
+                crd = _load_crd(str(path))
+            except (ValueError, yaml.YAMLError):
+                continue
+            index[(crd["spec"]["group"], crd["spec"]["names"]["kind"])] = path
     return index
 
 
 def find_crd(api_version: str, kind: str) -> Path | None:
-    """The CRD file under :func:`schemas_dir` defining ``kind`` in ``api_version``'s group."""
+    """The upstream CRD file defining ``kind`` in ``api_version``'s group."""
     group = api_version.rpartition("/")[0]
-    return _crd_index(str(schemas_dir().resolve())).get((group, kind))
+    folders = tuple(str(p) for p in crd_folders().values())
+    return _crd_index(folders).get((group, kind))
 
 
 def validate_object(obj: Mapping[str, Any]) -> Path:
     """Validate ``obj`` against whichever CRD under the schema dir defines it; return that path."""
     path = find_crd(str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
     if path is None:
-        raise LookupError(
-            f"no CRD for {obj.get('apiVersion')} {obj.get('kind')} in {schemas_dir()}"
-        )
+        raise LookupError(f"no upstream CRD for {obj.get('apiVersion')} {obj.get('kind')}")
     validate_against_crd(obj, path)
     return path

@@ -31,7 +31,6 @@ try:
         CRDValidationError,
         crd_path,
         find_crd,
-        schemas_dir,
         validate_against_crd,
         validate_object,
     )
@@ -40,7 +39,6 @@ except ImportError:  # tests/ itself on sys.path
         CRDValidationError,
         crd_path,
         find_crd,
-        schemas_dir,
         validate_against_crd,
         validate_object,
     )
@@ -51,7 +49,7 @@ RELEASE = "hq"
 NAMESPACE = "quantum"
 K8S_VERSION = "1.33.0"
 
-#: Custom kinds validated against the shared CRD schemas.
+#: Custom kinds validated against upstream's CRDs (from the pinned modules).
 CRD_KINDS = {
     "ResourceFlavor",
     "ClusterQueue",
@@ -214,10 +212,9 @@ def pod_specs(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
 # --------------------------------------------------------------------------- lint and schemas
 
 
-def test_schemas_dir_exists():
-    assert (schemas_dir() / "kueue" / "kueue.x-k8s.io_clusterqueues.yaml").is_file(), (
-        f"reference schemas not found in {schemas_dir()}: set HYBRID_SCHEMAS_DIR"
-    )
+def test_the_upstream_crds_come_from_the_pinned_modules():
+    assert crd_path("kueue/kueue.x-k8s.io_clusterqueues.yaml").is_file()
+    assert crd_path("argo/argoproj.io_workflowtemplates.yaml").is_file()
 
 
 @pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
@@ -481,6 +478,30 @@ def test_local_queue_with_unknown_cluster_queue_is_refused(helm, tmp_path):
     assert "nowhere" in done.stderr
 
 
+def test_the_executor_token_secret_argo_mounts_is_created_with_the_service_account(render):
+    """Argo mounts ``<executor SA>.service-account-token`` into every batch pod; since
+    Kubernetes 1.24 nothing creates it, and without it no pod starts (FailedMount)."""
+    docs = render("two-tenants")
+    secrets = of_kind(docs, "Secret")
+    assert {(s["metadata"]["namespace"], s["metadata"]["name"]) for s in secrets} == {
+        (ns, f"{C.EXECUTOR_SERVICE_ACCOUNT}.service-account-token") for ns in ("team-a", "team-b")
+    }
+    for secret in secrets:
+        assert secret["type"] == "kubernetes.io/service-account-token"
+        assert secret["metadata"]["annotations"] == {
+            "kubernetes.io/service-account.name": C.EXECUTOR_SERVICE_ACCOUNT
+        }
+
+
+def test_retry_backoff_caps_each_wait_and_sets_no_limit_on_the_whole_batch(render):
+    """``backoff.maxDuration`` counts from the first attempt (queue time included): a batch
+    preempted after a long wait would never be retried. Only ``cap`` bounds each wait."""
+    for template in of_kind(render(), "WorkflowTemplate")[0]["spec"]["templates"]:
+        backoff = template["retryStrategy"]["backoff"]
+        assert backoff["cap"] == "10m"
+        assert "maxDuration" not in backoff
+
+
 def test_gpu_off_removes_gpu_flavor_and_resource(render):
     docs = render("gpu-off")
     assert C.DEFAULT_RESOURCE_FLAVORS["gpu"] not in {
@@ -495,7 +516,7 @@ def test_gpu_off_removes_gpu_flavor_and_resource(render):
 def test_default_has_no_qpu_and_no_optional_pieces(render):
     docs = render()
     kinds = {d["kind"] for d in docs}
-    assert not kinds & {"Job", "ServiceMonitor", "Service", "ConfigMap", "Secret"}
+    assert not kinds & {"Job", "ServiceMonitor", "Service", "ConfigMap"}
     assert C.DEFAULT_CLUSTER_QUEUES["qpu"] not in {
         d["metadata"]["name"] for d in of_kind(docs, "ClusterQueue")
     }

@@ -41,6 +41,32 @@ class Admission(str, Enum):
     FINISHED = "finished"
 
 
+#: Why a batch cannot start and will not by waiting: the cluster's configuration or the pod's
+#: references are wrong (a missing Secret, LocalQueue or ClusterQueue, an unknown image, a
+#: request larger than any quota). The wait fails at once with the message that names it.
+BLOCKING_REASONS = frozenset(
+    {
+        "FailedMount",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "Misconfigured",
+        "ExceedsMaxQuota",
+    }
+)
+
+
+class Preemption(BaseModel):
+    """One attempt of a batch taken back by Kueue (its pod deleted to make room)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    at: datetime
+    message: str
+
+
 class BatchStatus(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -56,6 +82,12 @@ class BatchStatus(BaseModel):
     finished_at: datetime | None = None
     duration_s: float | None = None
     attempts: int = 0
+    preemptions: list[Preemption] = []
+
+    @property
+    def blocked(self) -> bool:
+        """Waiting on something that waiting will not fix (see ``BLOCKING_REASONS``)."""
+        return self.phase == BatchPhase.PENDING and self.reason in BLOCKING_REASONS
 
     @property
     def state(self) -> str:

@@ -18,6 +18,11 @@ from hybrid_provider.backends.status import (
 
 TARGETS = ("admitted", "finished")
 DONE, FAILED, QUEUE_TIMEOUT, WAITING = "done", "failed", "queue_timeout", "waiting"
+#: A batch cannot start and waiting will not change that (a missing Secret or queue, ...).
+BLOCKED = "blocked"
+#: Verdicts after which the workflow is given up on: it is stopped so that its pods hold no
+#: quota and leave nothing behind; a new try of the task replaces it.
+GIVE_UP = (BLOCKED, QUEUE_TIMEOUT)
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,9 @@ def evaluate(status: WorkflowStatus, target: str, queue_wait_timeout: float | No
         return Verdict(FAILED, failure_message(status))
     if status.phase.finished or (target == "admitted" and status.all_admitted and status.total):
         return Verdict(DONE, status.summary_line())
+    blocked = [b for b in status.batches if b.blocked]
+    if blocked:
+        return Verdict(BLOCKED, blocked_message(status.name, blocked))
     waited = status.queue_wait_seconds()
     if queue_wait_timeout is not None and waited > queue_wait_timeout:
         return Verdict(
@@ -48,15 +56,39 @@ def evaluate(status: WorkflowStatus, target: str, queue_wait_timeout: float | No
     return Verdict(WAITING, status.summary_line())
 
 
+def blocked_message(name: str, blocked: list) -> str:
+    first = blocked[0]
+    others = f" (and {len(blocked) - 1} more batches)" if len(blocked) > 1 else ""
+    return (
+        f"batch {first.index} of {name} cannot start{others}: {first.reason}: {first.message}. "
+        "Create what it names in the workflow's namespace (the chart's store Secret, "
+        "LocalQueue and ClusterQueue, or the executor image), or point the hybrid_quantum "
+        "connection at the right ones; the workflow was stopped"
+    )
+
+
 def progress_lines(status: WorkflowStatus) -> list[str]:
-    """What a poke logs: the summary, who waits for quota (why, where), who was evicted."""
+    """What a poke logs: the summary, who waits for quota (why, where), who was evicted or
+    preempted (and when)."""
     lines = [f"{status.name}: {status.summary_line()}"]
     if any(b.phase == BatchPhase.PENDING for b in status.batches):
         lines.append("Waiting for admission: " + pending_description(status))
     evicted = eviction_description(status)
     if evicted:
         lines.append("Evicted: " + evicted)
+    preempted = preemption_description(status)
+    if preempted:
+        lines.append("Preempted: " + preempted)
     return lines
+
+
+def preemption_description(status: WorkflowStatus) -> str:
+    parts = [
+        f"batch {b.index} ({b.flavor}) at {p.at.isoformat(timespec='seconds')}: {p.message}"
+        for b in status.batches
+        for p in b.preemptions
+    ]
+    return _capped(parts)
 
 
 def pending_description(status: WorkflowStatus) -> str:

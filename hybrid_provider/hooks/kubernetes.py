@@ -100,6 +100,17 @@ def pending_path(version: str, namespace: str, local_queue: str) -> str:
     )
 
 
+#: Events the status reads: Kueue's preemptions of Workloads, the node's failed volume mounts.
+EVENT_SELECTORS = (
+    "involvedObject.kind=Workload,reason=Preempted",
+    "involvedObject.kind=Pod,reason=FailedMount",
+)
+
+
+def events_path(namespace: str) -> str:
+    return f"/api/v1/namespaces/{_q(namespace)}/events"
+
+
 def _query(label_selector: str | None = None, **extra: Any) -> list[tuple[str, Any]]:
     query = [("labelSelector", label_selector)] if label_selector else []
     return query + [(k, v) for k, v in extra.items() if v is not None]
@@ -177,10 +188,11 @@ class ArgoKueueHook(KubernetesHook):
         """``Stop`` runs exit handlers, ``Terminate`` does not; both stop pending and running pods."""
         return self.patch_workflow(name, namespace, {"spec": {"shutdown": how}})
 
-    def delete_workflow(self, name: str, namespace: str) -> None:
-        """Delete now; Kubernetes' garbage collector removes the pods it owns afterwards."""
+    def delete_workflow(self, name: str, namespace: str, propagation: str = "Foreground") -> None:
+        """Delete the workflow. ``Foreground`` (the default) keeps the object until the garbage
+        collector has deleted the pods it owns, so its name is free only once they are gone."""
         path = custom_path(ARGO_GROUP, ARGO_VERSION, "workflows", namespace, name)
-        self.request("DELETE", path, body={"propagationPolicy": "Background"})
+        self.request("DELETE", path, body={"propagationPolicy": propagation})
 
     # --- pods ------------------------------------------------------------------------------
     def list_pods(self, namespace: str, label_selector: str | None = None) -> list[Obj]:
@@ -196,6 +208,19 @@ class ArgoKueueHook(KubernetesHook):
             query=_query(container=container, tailLines=tail),
             raw=True,
         )
+
+    def list_events(self, namespace: str) -> list[Obj]:
+        """The events of ``EVENT_SELECTORS``; none where events may not be read (a nicety)."""
+        found: list[Obj] = []
+        for selector in EVENT_SELECTORS:
+            try:
+                listing = self.request("GET", events_path(namespace),
+                                       query=_query(fieldSelector=selector))  # fmt: skip
+            except KubernetesApiError as exc:
+                self.log.info("events unavailable (%s): preemptions are read from pods only", exc)
+                return found
+            found += listing.get("items") or []
+        return found
 
     # --- Kueue -----------------------------------------------------------------------------
     def _kueue(self, plural: str, namespace: str | None, name: str = "", query=None) -> Obj | None:
@@ -298,6 +323,17 @@ class AsyncArgoKueueHook(AsyncKubernetesHook):
     async def list_pods(self, namespace: str, label_selector: str | None = None) -> list[Obj]:
         found = await self.request("GET", pods_path(namespace), query=_query(label_selector))
         return found.get("items") or []
+
+    async def list_events(self, namespace: str) -> list[Obj]:
+        found: list[Obj] = []
+        for selector in EVENT_SELECTORS:
+            try:
+                listing = await self.request("GET", events_path(namespace),
+                                             query=_query(fieldSelector=selector))  # fmt: skip
+            except KubernetesApiError:
+                return found
+            found += listing.get("items") or []
+        return found
 
     async def list_workloads(self, namespace: str, label_selector: str | None = None) -> list[Obj]:
         versions = (self._kueue_version,) if self._kueue_version else KUEUE_VERSIONS

@@ -110,7 +110,8 @@ class ArgoSubmitOperator(UsesHybridConnection, BaseOperator):
                 },
             )
         self._submitted = spec.name  # before submit: a kill while submitting still stops it
-        status = backend.submit(spec)
+        with bad_input_fails_task():  # a missing queue is bad input; an API error is retried
+            status = backend.submit(spec)
         self.log.info(
             "Workflow %s on the %s backend: %s (%d batches of %s)",
             spec.name,

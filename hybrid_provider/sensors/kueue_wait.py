@@ -12,6 +12,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from hybrid_provider.backends.status import BatchPhase, WorkflowStatus
 from hybrid_provider.backends.waiting import (  # noqa: F401 (re-exported)
     DONE,
+    GIVE_UP,
     TARGETS,
     evaluate,
     failure_message,
@@ -28,7 +29,10 @@ class KueueWaitSensor(UsesHybridConnection, BaseSensorOperator):
     On Kubernetes, admission is read from the workflow's pods and their Kueue Workloads (the
     workflow is ``Running`` while pods still wait for quota), queue positions from Kueue's
     visibility API; an evicted (preempted) batch is reported as such and waits for Argo's
-    retry, while a failed workflow fails the task with the failing batches' messages.
+    retry, and the time of every preemption is logged (from Kueue's events, which outlive the
+    preempted pod). A failed workflow fails the task with the failing batches' messages; a
+    batch that cannot start (a missing Secret, LocalQueue or ClusterQueue, an unknown image)
+    fails it at once, naming what is missing, and stops the workflow.
 
     :param workflow_name: the workflow, usually ``ArgoSubmitOperator``'s output.
     :param target: ``finished`` (every batch done) or ``admitted`` (every batch got quota).
@@ -80,8 +84,16 @@ class KueueWaitSensor(UsesHybridConnection, BaseSensorOperator):
         if verdict.state == DONE:
             return PokeReturnValue(is_done=True, xcom_value=summary(status))
         if verdict.over:
-            raise AirflowFailException(verdict.message)
+            self._fail(verdict.state, verdict.message)
         return False
+
+    def _fail(self, state: str | None, message: str) -> None:
+        """Fail the task; a blocked or queue-starved workflow is stopped first, so that its
+        pods neither hold quota nor outlive the task."""
+        if state in GIVE_UP:
+            self.log.info("Stopping workflow %s: %s", self.workflow_name, state)
+            self.hook.get_backend().stop(self.workflow_name)
+        raise AirflowFailException(message)
 
     def _log_progress(self, status: WorkflowStatus) -> None:
         """Batches finished since the last poke; every batch once the workflow has finished.
@@ -141,7 +153,7 @@ class KueueWaitSensor(UsesHybridConnection, BaseSensorOperator):
         if state == DONE:
             self.log.info("%s", message)
             return event.get("summary")
-        raise AirflowFailException(message or f"waiting for {self.workflow_name} failed")
+        self._fail(state, message or f"waiting for {self.workflow_name} failed")
 
     def on_kill(self) -> None:
         if self.stop_on_kill:

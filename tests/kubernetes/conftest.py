@@ -27,6 +27,10 @@ from k8s_support import (  # noqa: E402
 
 def _start(monkeypatch, tmp_path, **server_args) -> Cluster:
     server = EmulatedKubernetes(validators={"Workflow": validate_workflow}, **server_args).start()
+    for queue in ("hybrid-quantum", "hybrid-quantum-qpu"):  # what the chart installs
+        server.put("kueue.x-k8s.io", "localqueues", {
+            "apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "LocalQueue",
+            "metadata": {"name": queue, "namespace": NAMESPACE}})  # fmt: skip
     kueue = KueueEmulation(server)
     cluster = Cluster(server, ArgoEmulation(server, kueue), kueue)
     monkeypatch.setenv(

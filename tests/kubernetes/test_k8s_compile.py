@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from k8s_support import ARGO_CRD, CASES, make_spec, write_fake_manifest
+from k8s_support import CASES, argo_crd, make_spec, write_fake_manifest
 from schema_validation import CRDValidationError, validate_against_crd
 
 from hybrid_provider import constants as C
@@ -32,7 +32,7 @@ def templates(workflow):
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_every_generated_workflow_matches_the_argo_crd(case):
     workflow = compile_workflow(CASES[case], KubernetesOptions(namespace="quantum"))
-    validate_against_crd(workflow, ARGO_CRD)
+    validate_against_crd(workflow, argo_crd())
     assert workflow["metadata"]["namespace"] == "quantum"
 
 
@@ -40,11 +40,11 @@ def test_the_validator_really_fails_on_a_wrong_field():
     workflow = compile_workflow(CASES["mixed"])
     workflow["spec"]["templates"][0]["retryStrategy"]["limits"] = 3
     with pytest.raises(CRDValidationError, match=r"retryStrategy"):
-        validate_against_crd(workflow, ARGO_CRD)
+        validate_against_crd(workflow, argo_crd())
     workflow = compile_workflow(CASES["plain"])
     workflow["spec"]["podGC"]["strategy"] = 7
     with pytest.raises(CRDValidationError, match=r"spec\.podGC\.strategy"):
-        validate_against_crd(workflow, ARGO_CRD)
+        validate_against_crd(workflow, argo_crd())
 
 
 def test_fan_out_over_batches_with_one_template_per_flavor():
@@ -181,7 +181,7 @@ def test_dry_run_cli_prints_the_workflow(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     workflow = yaml.safe_load(done.stdout)
-    validate_against_crd(workflow, ARGO_CRD)
+    validate_against_crd(workflow, argo_crd())
     assert workflow["metadata"]["namespace"] == "team-a"
     qpu = templates(workflow)["run-batch-qpu"]
     assert qpu["container"]["image"] == "registry.example/hq:1"

@@ -340,7 +340,8 @@ def test_trigger_waits_while_batches_progress(cluster, manifest_uri):
 
     event = asyncio.run(scenario())
     assert event.payload["state"] == "done"
-    assert event.payload["summary"]["by_flavor"]["cpu"] == {"running": 4}
+    counts = event.payload["summary"]["by_flavor"]["cpu"]
+    assert set(counts) <= {"admitted", "running"} and sum(counts.values()) == 4, counts
 
 
 def test_trigger_on_kill_stops_the_workflow(cluster, manifest_uri):

@@ -19,6 +19,7 @@ resources, retry, ...).
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from pydantic import ValidationError
@@ -41,6 +42,9 @@ from hybrid_provider.core.errors import BackendError, InputError
 
 DEFAULT_CONN_ID = "kubernetes_default"
 FAILED_PHASES = ("Failed", "Error")
+#: How long a replacing submit waits for the failed workflow and its pods to be deleted.
+REPLACE_TIMEOUT_S = 120.0
+REPLACE_POLL_S = 1.0
 
 
 def argo_ui_link(base: str | None, namespace: str, name: str) -> str | None:
@@ -118,6 +122,7 @@ class KubernetesBackend:
         body = self.compile(spec)
         existing = self.hook.get_workflow(spec.name, self.namespace)
         if existing is None:
+            self._check_queues(spec)
             try:
                 existing = self.hook.create_workflow(body, self.namespace)
             except KubernetesApiError as exc:
@@ -142,22 +147,65 @@ class KubernetesBackend:
     def _replace(self, name: str, body: dict[str, Any]) -> WorkflowStatus:
         """A new try after a failed or stopped run: a fresh workflow under the same name.
 
-        Batches whose results are already in the store finish at once (the executor skips
-        them), so only what failed or never ran costs time again.
+        The old workflow is deleted in the foreground and the new one created only once it and
+        its pods are gone: Argo names pods deterministically, and a new workflow created while
+        the old pods still exist would adopt them. Batches whose results are already in the
+        store finish at once (the executor skips them), so only what failed or never ran costs
+        time again.
         """
         from hybrid_provider.hooks.kubernetes import KubernetesApiError
 
         self.hook.log.info("Workflow %s failed or was stopped: replacing it for this try", name)
         self.hook.delete_workflow(name, self.namespace)
+        if not self._wait_until_gone(name):
+            raise BackendError(
+                f"the failed workflow {name} or its pods are still being deleted after "
+                f"{REPLACE_TIMEOUT_S:.0f} s; the task's next retry will submit it again"
+            )
         try:
             return self._status_of(self.hook.create_workflow(body, self.namespace))
         except KubernetesApiError as exc:
             if exc.status != 409:
                 raise
             raise BackendError(
-                f"the failed workflow {name} is still being deleted; the task's next retry "
-                "will submit it again"
+                f"workflow {name} was created again by someone else while it was replaced; "
+                "the task's next retry reattaches to it"
             ) from exc
+
+    def _wait_until_gone(self, name: str) -> bool:
+        deadline = time.monotonic() + REPLACE_TIMEOUT_S
+        selector = f"{ARGO_WORKFLOW_LABEL}={name}"
+        while time.monotonic() < deadline:
+            if self.hook.get_workflow(name, self.namespace) is None and not self.hook.list_pods(
+                self.namespace, selector
+            ):
+                return True
+            time.sleep(REPLACE_POLL_S)
+        return False
+
+    def _check_queues(self, spec: WorkflowSpec) -> None:
+        """Every flavor's LocalQueue exists and is active, or the submit fails at once: a pod
+        sent to a missing queue would wait for ever, holding nothing but the user's time."""
+        options = self.options
+        for flavor in spec.flavors:
+            queue = options.queue_for(spec, flavor)
+            found = self.hook.get_local_queue(queue, self.namespace)
+            if found is None:
+                raise InputError(
+                    f"Kueue LocalQueue '{queue}' (for {flavor} batches) does not exist in "
+                    f"namespace {self.namespace}: install the hybrid-quantum chart with this "
+                    "namespace in tenantNamespaces, or name an existing LocalQueue in the "
+                    "connection's local_queues"
+                )
+            active = next(
+                (c for c in (found.get("status") or {}).get("conditions") or []
+                 if c.get("type") == "Active"), None)  # fmt: skip
+            if active is not None and active.get("status") == "False":
+                raise InputError(
+                    f"Kueue LocalQueue '{queue}' in namespace {self.namespace} is not active: "
+                    f"{active.get('message') or active.get('reason')}; create its ClusterQueue "
+                    "(the chart's kueue.clusterQueues) or point local_queues elsewhere"
+                )
 
     def status(self, workflow_name: str) -> WorkflowStatus:
         workflow = self.hook.get_workflow(workflow_name, self.namespace)
@@ -202,7 +250,10 @@ class KubernetesBackend:
         queues = sorted(pending_queues(pods, workloads))
         pending = await asyncio.gather(*(hook.pending_workloads(namespace, q) for q in queues))
         positions = positions_by_workload([p for p in pending if p])
-        return build_status(workflow, pods, workloads, positions, self.ui_url(workflow_name))
+        events = await hook.list_events(namespace)
+        return build_status(
+            workflow, pods, workloads, positions, self.ui_url(workflow_name), events
+        )
 
     async def astop(self, workflow_name: str, hook=None) -> None:
         hook = hook or self.async_hook()
@@ -220,7 +271,8 @@ class KubernetesBackend:
                 if (found := self.hook.pending_workloads(self.namespace, queue))
             ]
         )
-        return build_status(workflow, pods, workloads, positions, self.ui_url(name))
+        events = self.hook.list_events(self.namespace)
+        return build_status(workflow, pods, workloads, positions, self.ui_url(name), events)
 
     def _missing(self, workflow_name: str) -> BackendError:
         return BackendError(

@@ -97,8 +97,14 @@ class KubernetesOptions(BaseModel):
     #: Run time of one batch attempt once its pod started (template activeDeadlineSeconds).
     active_deadline_seconds: int | None = 3600
     retry_limit: int = 5
+    #: First wait before a retry; each later wait doubles, up to ``retry_backoff_cap``.
     retry_backoff: str = "10s"
-    retry_backoff_max: str = "10m"
+    #: Longest single wait between two attempts (Argo ``backoff.cap``).
+    retry_backoff_cap: str = "10m"
+    #: Optional limit on a batch's whole life from its first attempt (Argo
+    #: ``backoff.maxDuration``; queue time counts, and it becomes every retried pod's deadline).
+    #: Off by default: a preempted batch that waited long for quota must still be retried.
+    retry_max_duration: str | None = None
     ttl_seconds_after_completion: int = 7 * 24 * 3600
     pod_gc_strategy: str = "OnPodSuccess"
     run_as_user: int = 10001
@@ -197,6 +203,9 @@ def _batch_template(
         image=options.gpu_image if flavor == "gpu" else options.image,
         image_pull_policy=options.image_pull_policy,
         command=["hybrid-quantum"],
+        # A failed batch's last lines (the CLI's one-line error) become its termination
+        # message, which Argo puts in the node's message, which the sensor reports.
+        termination_message_policy="FallbackToLogsOnError",
         args=[
             "run-batch",
             spec.manifest_uri,
@@ -233,7 +242,8 @@ def _batch_template(
             backoff=m.Backoff(
                 duration=options.retry_backoff,
                 factor=m.IntOrString(2),
-                max_duration=options.retry_backoff_max,
+                cap=options.retry_backoff_cap,
+                max_duration=options.retry_max_duration,
             ),
         ),
         volumes=[

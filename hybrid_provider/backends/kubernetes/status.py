@@ -15,15 +15,19 @@ from typing import Any
 
 from hybrid_provider.backends.kubernetes.compile import batches_of, template_name
 from hybrid_provider.backends.status import (
+    BLOCKING_REASONS,
     Admission,
     BatchPhase,
     BatchStatus,
+    Preemption,
     WorkflowPhase,
     WorkflowStatus,
 )
 from hybrid_provider.constants import BATCH_LABEL, KUEUE_ADMISSION_GATE, KUEUE_QUEUE_NAME_LABEL
 
 Obj = dict[str, Any]
+#: Condition Kueue puts on a pod it is stopping (preemption, eviction) before deleting it.
+TERMINATION_TARGET = "TerminationTarget"
 
 
 def workflow_nodes(workflow: Obj) -> dict[str, Obj]:
@@ -114,13 +118,21 @@ def _admission(
     workload: Obj | None,
     positions: dict[str, Obj],
 ) -> tuple[Admission, str | None, str | None, int | None]:
-    """(admission, reason, message, queue position) from the pod's Workload."""
-    if node_phase in ("Succeeded", "Failed", "Error") or is_true(workload, "Finished"):
-        return Admission.FINISHED, None, None, None
+    """(admission, reason, message, queue position) from the pod's Workload.
+
+    Eviction is read before Finished: Kueue marks a preempted pod's Workload Finished soon
+    after evicting it, and the pod itself carries the ``TerminationTarget`` condition while
+    it is being deleted.
+    """
     for kind in ("Evicted", "Preempted"):
         cond = condition(workload, kind)
-        if cond and cond.get("status") == "True":
+        if cond and cond.get("status") == "True" and node_phase not in ("Succeeded",):
             return Admission.EVICTED, cond.get("reason") or kind, cond.get("message"), None
+    target = condition(pod, TERMINATION_TARGET)
+    if target and target.get("status") == "True" and node_phase not in ("Succeeded",):
+        return Admission.EVICTED, target.get("reason") or "Preempted", target.get("message"), None
+    if node_phase in ("Succeeded", "Failed", "Error") or is_true(workload, "Finished"):
+        return Admission.FINISHED, None, None, None
     if is_true(workload, "Admitted"):
         return Admission.ADMITTED, "Admitted", None, None
     if pod is None:
@@ -155,15 +167,72 @@ def _admission(
     return Admission.PENDING, reason, message, where
 
 
+def argo_pod_name(workflow_name: str, node: Obj) -> str:
+    """The pod Argo made for a node (its v2 naming: workflow-template-fnv32a(node name))."""
+    digest = 0x811C9DC5
+    for byte in node.get("name", "").encode():
+        digest = ((digest ^ byte) * 0x01000193) & 0xFFFFFFFF
+    prefix = (
+        f"{workflow_name}-{node['templateName']}" if node.get("templateName") else workflow_name
+    )
+    return f"{prefix[:242]}-{digest}"
+
+
+def preemptions_of(pod_names: list[str], events: list[Obj]) -> list[Preemption]:
+    """Kueue's ``Preempted`` events on the Workloads of these pods (``pod-<pod>-<hash>``).
+
+    Events outlive the preempted pod and its Workload, which are gone within seconds, so a
+    sensor that polls every few minutes still learns what happened and when.
+    """
+    found = []
+    for event in events:
+        involved = event.get("involvedObject") or {}
+        if event.get("reason") != "Preempted" or involved.get("kind") != "Workload":
+            continue
+        if any(involved.get("name", "").startswith(f"pod-{pod}-") for pod in pod_names):
+            stamp = parse_time(event.get("lastTimestamp") or event.get("eventTime")
+                               or (event.get("metadata") or {}).get("creationTimestamp"))  # fmt: skip
+            if stamp:
+                found.append(Preemption(at=stamp, message=event.get("message") or "Preempted"))
+    return sorted(found, key=lambda p: p.at)
+
+
+def blocker(pod: Obj | None, events: list[Obj]) -> tuple[str, str] | None:
+    """Why a pod cannot start, when waiting will not help: a container that cannot be
+    configured or pulled, or a volume that cannot be mounted (the node's FailedMount)."""
+    if not pod:
+        return None
+    status = pod.get("status") or {}
+    for container in (status.get("initContainerStatuses") or []) + (
+        status.get("containerStatuses") or []
+    ):
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in BLOCKING_REASONS:
+            return waiting["reason"], f"container {container.get('name')}: " + (
+                waiting.get("message") or waiting["reason"]
+            )
+    name = pod["metadata"]["name"]
+    for event in events:
+        involved = event.get("involvedObject") or {}
+        if (event.get("reason") == "FailedMount" and involved.get("kind") == "Pod"
+                and involved.get("name") == name):  # fmt: skip
+            return "FailedMount", event.get("message") or "a volume cannot be mounted"
+    return None
+
+
 def build_status(
     workflow: Obj,
     pods: list[Obj],
     workloads: list[Obj],
     positions: dict[str, Obj] | None = None,
     ui_url: str | None = None,
+    events: list[Obj] | None = None,
 ) -> WorkflowStatus:
-    """The normalised status. ``positions`` maps Workload name -> visibility API entry."""
+    """The normalised status. ``positions`` maps Workload name -> visibility API entry;
+    ``events`` are the namespace's events about pods (FailedMount) and Workloads (Preempted)."""
     positions = positions or {}
+    events = events or []
+    name = workflow["metadata"]["name"]
     nodes = workflow_nodes(workflow)
     wf_status = workflow.get("status") or {}
     batches = []
@@ -174,6 +243,11 @@ def build_status(
         last = attempts[-1] if attempts else None
         top_phase = (top or {}).get("phase")
         admission, reason, message, position = _admission(top_phase, pod, workload, positions)
+        blocked = (
+            blocker(pod, events) if top_phase not in ("Succeeded", "Failed", "Error") else None
+        )
+        if blocked and admission != Admission.EVICTED:
+            reason, message = blocked
         pod_phase = ((pod or {}).get("status") or {}).get("phase")
         if top_phase == "Succeeded":
             phase = BatchPhase.SUCCEEDED
@@ -191,7 +265,7 @@ def build_status(
         else:
             phase = BatchPhase.PENDING
         earlier = [a for a in attempts[:-1] if a.get("phase") in ("Failed", "Error")]
-        if admission == Admission.PENDING and earlier:
+        if admission == Admission.PENDING and earlier and not blocked:
             why = earlier[-1].get("message") or earlier[-1].get("phase")
             reason = "Requeued"
             message = f"attempt {len(earlier)} ended: {why}; {message or 'waiting for quota'}"
@@ -229,6 +303,7 @@ def build_status(
                 finished_at=finished,
                 duration_s=(finished - started).total_seconds() if started and finished else None,
                 attempts=len(attempts),
+                preemptions=preemptions_of([argo_pod_name(name, a) for a in attempts], events),
             )
         )
     phase_text = wf_status.get("phase") or "Pending"
@@ -237,7 +312,7 @@ def build_status(
     except ValueError:
         phase = WorkflowPhase.PENDING
     return WorkflowStatus(
-        name=workflow["metadata"]["name"],
+        name=name,
         backend="kubernetes",
         phase=phase,
         message=wf_status.get("message"),

@@ -1,0 +1,51 @@
+"""Private mount namespaces for the control plane's processes and the pods' containers.
+
+A process started through ``in_mount_namespace`` sees the given folders at the given paths and
+nobody else does (``unshare --mount --propagation private``): the node agent gives each
+container its volumes this way, and Kueue gets the metrics certificate it reads from a fixed
+path. Nothing on the machine's own file tree changes but empty mount-point folders.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+HOLDING = "/run/hq-node-agent-keep"
+
+
+def mount_script(mounts: list[tuple[str, str, bool]], keep: list[str], workdir: str) -> str:
+    """Shell run inside the container's mount namespace: bind the volumes, then exec.
+
+    A volume mounted over a folder that holds something the container needs from this
+    machine (the virtual environment, the store, the agent's folders) would hide it; such
+    paths are first bound to a holding place and put back on top afterwards.
+    """
+    targets = sorted(mounts, key=lambda m: m[1].count("/"))
+    hidden = [k for k in keep if any(k.startswith(t.rstrip("/") + "/") for _, t, _ in targets)]
+    lines = ["set -e", f"mkdir -p {HOLDING}", f"mount -t tmpfs hq-keep {HOLDING}"]
+    for index, path in enumerate(hidden):
+        lines += [
+            f"mkdir -p {HOLDING}/{index}",
+            f"mount --bind {shlex.quote(path)} {HOLDING}/{index}",
+        ]
+    for source, target, read_only in targets:
+        quoted = shlex.quote(target)
+        lines += [f"mkdir -p {quoted}", f"mount --bind {shlex.quote(source)} {quoted}"]
+        if read_only:
+            lines.append(f"mount -o remount,bind,ro {quoted}")
+    for index, path in enumerate(hidden):
+        lines += [f"mkdir -p {shlex.quote(path)}",
+                  f"mount --bind {HOLDING}/{index} {shlex.quote(path)}"]  # fmt: skip
+    lines += [f"cd {shlex.quote(workdir)}", 'exec "$@"']
+    return "\n".join(lines)
+
+
+def in_mount_namespace(
+    argv: list[str],
+    mounts: list[tuple[str, str, bool]],
+    keep: list[str] | None = None,
+    workdir: str = ".",
+) -> list[str]:
+    """``argv`` run with ``mounts`` ((source, target, read-only) triples) in its own namespace."""
+    script = mount_script(mounts, keep or [], workdir)
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *argv]
