@@ -454,8 +454,12 @@ def up(folder: Path = DEFAULT_STATE, log=print) -> State:
     wait_for("the CRDs", lambda: crds_established(api, crds), 60)
     launcher.start(
         "kueue",
-        [str(bins / "kueue"), f"--config={kueue_config(state, pki)}", "--zap-log-level=info",
-         f"--kubeconfig={state.kubeconfig}"],  # the visibility server reads the flag  # fmt: skip
+        [
+            str(bins / "kueue"),
+            f"--config={kueue_config(state, pki)}",
+            "--zap-log-level=info",
+            f"--kubeconfig={state.kubeconfig}",
+        ],  # the visibility server reads the flag  # fmt: skip
         {"KUBECONFIG": str(state.kubeconfig)},
         mounts=[
             (str(state.pki / "kueue-webhook"), KUEUE_METRICS_CERTS, True),

@@ -9,6 +9,7 @@ path. Nothing on the machine's own file tree changes but empty mount-point folde
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 
 HOLDING = "/run/hq-node-agent-keep"
 
@@ -45,7 +46,27 @@ def in_mount_namespace(
     mounts: list[tuple[str, str, bool]],
     keep: list[str] | None = None,
     workdir: str = ".",
+    own_pids: bool = False,
 ) -> list[str]:
-    """``argv`` run with ``mounts`` ((source, target, read-only) triples) in its own namespace."""
+    """``argv`` run with ``mounts`` ((source, target, read-only) triples) in its own namespace.
+
+    ``own_pids`` also gives it a PID namespace, as a container has, with ``argv`` as its PID 1:
+    programs made for containers may signal every process they can see (argoexec forwards a
+    signal to PID -1 once it has released its child, which outside a PID namespace is every
+    process of the machine). Signal that PID 1 with ``namespace_init``; killing ``unshare``
+    kills the whole namespace.
+    """
     script = mount_script(mounts, keep or [], workdir)
-    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *argv]
+    isolate = ["--pid", "--fork", "--mount-proc", "--kill-child=SIGKILL"] if own_pids else []
+    return ["unshare", "--mount", "--propagation", "private", *isolate,
+            "sh", "-c", script, "sh", *argv]  # fmt: skip
+
+
+def namespace_init(unshare_pid: int) -> int:
+    """The PID (as this machine sees it) of the process ``unshare --fork`` started, which is
+    PID 1 of its namespace; ``unshare_pid`` itself while it has not forked yet."""
+    try:
+        children = Path(f"/proc/{unshare_pid}/task/{unshare_pid}/children").read_text().split()
+    except OSError:
+        return unshare_pid
+    return int(children[0]) if children else unshare_pid

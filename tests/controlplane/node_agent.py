@@ -47,7 +47,7 @@ from typing import Any
 
 from cluster import MARKER, NODES, State
 from kubeapi import ApiError, KubeApi
-from mounts import in_mount_namespace
+from mounts import in_mount_namespace, namespace_init
 
 Obj = dict[str, Any]
 HEARTBEAT_SECONDS = 10
@@ -319,7 +319,7 @@ class PodRunner(threading.Thread):
         running = [c for c in self.init_containers + self.containers
                    if c.process is not None and c.exit_code is None]  # fmt: skip
         for container in running:
-            _signal(container.process.pid, signal.SIGTERM)  # PID 1 of the "container"
+            _signal(namespace_init(container.process.pid), signal.SIGTERM)  # its PID 1
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline and any(c.process.poll() is None for c in running):
             time.sleep(0.1)
@@ -501,7 +501,9 @@ class PodRunner(threading.Thread):
         container.log = self.folder / f"{container.name}.log"
         log = open(container.log, "ab")  # noqa: SIM115
         container.process = subprocess.Popen(
-            in_mount_namespace(argv, mounts, self.agent.keep, spec.get("workingDir") or "/"),
+            in_mount_namespace(
+                argv, mounts, self.agent.keep, spec.get("workingDir") or "/", own_pids=True
+            ),  # fmt: skip
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -630,7 +632,7 @@ class Agent:
             runners = list(self.runners.values())
         for runner in runners:
             for container in runner.init_containers + runner.containers:
-                if container.process is not None:
+                if container.process is not None and container.process.poll() is None:
                     _signal_group(container.process.pid, signal.SIGKILL)
         os._exit(0)
 

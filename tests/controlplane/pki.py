@@ -158,8 +158,13 @@ def make_pki(folder: Path) -> ClusterPKI:
             client=True,
         ),  # fmt: skip
         # Also Kueue's visibility server: the aggregator checks the Service's DNS name.
-        webhook=ca.issue(folder, "webhook", "kueue-webhook", server=True,
-                         names=("kueue-visibility-server.kueue-system.svc",)),  # fmt: skip
+        webhook=ca.issue(
+            folder,
+            "webhook",
+            "kueue-webhook",
+            server=True,
+            names=("kueue-visibility-server.kueue-system.svc",),
+        ),  # fmt: skip
         front_proxy_ca=front.pair,
         front_proxy_client=front.issue(
             folder, "front-proxy-client", "front-proxy-client", client=True

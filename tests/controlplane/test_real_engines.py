@@ -10,7 +10,6 @@ node agent (``node_agent.py``); everything else is the upstream code.
 from __future__ import annotations
 
 import importlib.util
-import logging
 import time
 from pathlib import Path
 
@@ -152,12 +151,21 @@ def test_the_nightly_dag_runs_on_the_real_engines_with_exact_values(connections,
 # --- Kueue: quota and preemption -------------------------------------------------------------
 
 
-def test_a_quota_for_two_pods_admits_at_most_two_batches_at_once(real_cluster, connections,
-                                                                 caplog):  # fmt: skip
+def test_a_quota_for_two_pods_admits_at_most_two_batches_at_once(real_cluster, connections):
+    from hybrid_provider.core.errors import BackendError
+    from hybrid_provider.core.execute.options import ExecutionOptions
+
     job, circuit = small_job(real_cluster, "quota-eight", 8)
     runner = backend(real_cluster)
-    runner.submit(spec_for(job, "hq-quota-eight"))
-    caplog.set_level(logging.INFO)
+    spec = spec_for(job, "hq-quota-eight")
+    runner.submit(spec)
+    assert runner.submit(spec).name == spec.name, "a second submit reattaches"
+    other = spec.model_copy(update={"execution": ExecutionOptions(mode="shots", shots=64)})
+    with pytest.raises(BackendError, match="already exists .* with another spec"):
+        runner.submit(other)
+    workflows = real_cluster.items(real_cluster.custom("workflows"),
+                                   labelSelector="hybrid-quantum.io/job=quota-eight")  # fmt: skip
+    assert len(workflows) == 1
     samples = sample_until(
         lambda: runner.status("hq-quota-eight").phase.finished,
         lambda: len(admitted_workloads(real_cluster)),
@@ -170,12 +178,12 @@ def test_a_quota_for_two_pods_admits_at_most_two_batches_at_once(real_cluster, c
     assert_exact(job, circuit)
 
 
-def test_the_sensor_logs_queue_positions_while_batches_wait(real_cluster, connections, caplog):
+def test_the_sensor_logs_queue_positions_while_batches_wait(real_cluster, connections, capsys):
     job, circuit = small_job(real_cluster, "quota-positions", 6)
     backend(real_cluster).submit(spec_for(job, "hq-quota-positions"))
-    caplog.set_level(logging.INFO)
     wait_with_sensor("hq-quota-positions")
-    waiting = [r.getMessage() for r in caplog.records if "Waiting for admission" in r.getMessage()]
+    logged = capsys.readouterr().out.splitlines()  # the task logger writes to stdout
+    waiting = [line for line in logged if "Waiting for admission" in line]
     assert any("position" in line and "LocalQueue hybrid-quantum" in line for line in waiting), (
         waiting[:5]
     )
@@ -183,7 +191,7 @@ def test_the_sensor_logs_queue_positions_while_batches_wait(real_cluster, connec
 
 
 def test_a_preempted_batch_is_retried_reported_and_the_values_stay_exact(
-    real_cluster, connections, caplog
+    real_cluster, connections, capsys
 ):
     nightly, circuit = small_job(real_cluster, "preempt-nightly", 6)
     urgent, urgent_circuit = small_job(real_cluster, "preempt-urgent", 2)
@@ -198,14 +206,13 @@ def test_a_preempted_batch_is_retried_reported_and_the_values_stay_exact(
     )
     runner.submit(spec_for(urgent, "hq-preempt-urgent",
                            priority_class="hybrid-quantum-interactive"))  # fmt: skip
-    caplog.set_level(logging.INFO)
     wait_with_sensor("hq-preempt-urgent")
     wait_with_sensor("hq-preempt-nightly")
     status = runner.status("hq-preempt-nightly")
     preempted = [b for b in status.batches if b.preemptions]
     assert preempted, [b.model_dump() for b in status.batches]
     assert all(b.attempts >= 2 for b in preempted), "Argo retried every preempted batch"
-    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Preempted")]
+    logged = [line for line in capsys.readouterr().out.splitlines() if "Preempted: " in line]
     assert any(f"batch {preempted[0].index} " in line for line in logged), logged[:3]
     assert_exact(nightly, circuit)
     assert_exact(urgent, urgent_circuit)

@@ -1,5 +1,13 @@
 """An EMULATED Kubernetes API server (aiohttp, real HTTP) with scripted Argo and Kueue controllers.
 
+Its place: the real engines (tests/controlplane: kube-apiserver, Kueue and Argo built from
+upstream) are the authority for the Kubernetes path. This emulation stays only for what they
+cannot show quickly or at all: a Kueue serving only v1beta1 without the visibility API, Argo's
+``compressedNodes`` (written only past ~1 MB of node status), a create race answered 409, a
+queue wait of many minutes (backdated timestamps), and trigger polls at millisecond intervals.
+Its controllers are ours, so it can only confirm what we already believe; never add a test
+here that the real engines can run.
+
 Not a Kubernetes: enough of the API conventions that the provider relies on, implemented
 here and tested in test_emulator.py, so the hooks, operators, sensor and trigger can be
 exercised over real HTTP with the official clients:

@@ -1,5 +1,11 @@
 """ArgoSubmitOperator, KueueWaitSensor and KueueWaitTrigger on the kubernetes backend,
-against the emulated API server (real HTTP, real cncf-kubernetes hooks and clients)."""
+against the emulated API server (real HTTP, real cncf-kubernetes hooks and clients).
+
+Only what the real engines (tests/controlplane) cannot show quickly is here: a create race
+answered 409, Argo's compressedNodes, a queue wait of many minutes (backdated), the trigger's
+polling at millisecond intervals, and the operator's own surface (labels, the Argo link,
+serialisation). Reattaching, stopping, replacing, admission, queue positions, preemption and
+failed batches are specified against the real Kueue and Argo in test_real_engines.py."""
 
 from __future__ import annotations
 
@@ -12,7 +18,6 @@ from airflow.sdk import DAG
 from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 from k8s_support import ARGO_UI, NAMESPACE, write_fake_manifest
 
-from hybrid_provider.backends.status import Admission, BatchPhase
 from hybrid_provider.links import ArgoWorkflowLink
 from hybrid_provider.operators.submit import ArgoSubmitOperator
 from hybrid_provider.sensors.kueue_wait import KueueWaitSensor
@@ -80,16 +85,6 @@ def test_submit_creates_one_labelled_workflow_and_links_to_argo(cluster, manifes
     assert retry["limit"] == 3  # from the connection's extras
 
 
-def test_a_retried_submit_reattaches_instead_of_creating_a_second_workflow(cluster, manifest_uri):
-    _, first = submitted(manifest_uri)
-    cluster.argo.start(NAMESPACE, first["workflow_name"])
-    cluster.argo.admit(NAMESPACE, first["workflow_name"], 0)
-    _, second = submitted(manifest_uri)  # same run, new try: a new operator instance
-    assert second["workflow_name"] == first["workflow_name"]
-    assert cluster.server.count("argoproj.io", "workflows") == 1
-    assert posts(cluster) == 1
-
-
 def test_a_create_race_answered_409_reads_the_existing_workflow(cluster, manifest_uri, monkeypatch):
     from hybrid_provider.hooks.kubernetes import ArgoKueueHook
 
@@ -113,124 +108,6 @@ def test_a_different_spec_under_the_same_name_is_refused(cluster, manifest_uri):
     with pytest.raises(Exception, match="another spec"):
         submitted(manifest_uri, mode="shots", shots=100)
     assert cluster.server.count("argoproj.io", "workflows") == 1
-
-
-def test_on_kill_stops_the_workflow(cluster, manifest_uri):
-    op, result = submitted(manifest_uri)
-    name = result["workflow_name"]
-    cluster.argo.start(NAMESPACE, name)
-    op.on_kill()
-    assert cluster.argo.workflow(NAMESPACE, name)["spec"]["shutdown"] == "Stop"
-    cluster.argo.shutdown(NAMESPACE, name)  # the Argo controller reacts
-    sensor = wait_task(name)
-    with pytest.raises(AirflowFailException, match="Stopped with strategy 'Stop'"):
-        sensor.poke({})
-    assert not cluster.server.objects("", "pods", NAMESPACE)
-
-
-def test_a_new_try_after_a_stopped_run_replaces_the_workflow(cluster, manifest_uri):
-    op, result = submitted(manifest_uri)
-    name = result["workflow_name"]
-    cluster.argo.start(NAMESPACE, name)
-    op.on_kill()
-    cluster.argo.shutdown(NAMESPACE, name)
-    first_uid = cluster.argo.workflow(NAMESPACE, name)["metadata"]["uid"]
-    _, again = submitted(manifest_uri)  # the user clears the task: same run, new try
-    assert again["workflow_name"] == name
-    replaced = cluster.argo.workflow(NAMESPACE, name)
-    assert replaced["metadata"]["uid"] != first_uid and "shutdown" not in replaced["spec"]
-    assert cluster.server.count("argoproj.io", "workflows") == 1
-
-
-# --------------------------------------------------------------------------- sensor
-
-
-def test_sensor_reports_admission_and_queue_position_per_flavor(cluster, tmp_path, capsys):
-    uri = write_fake_manifest(tmp_path / "mixed", num_batches=4)
-    _, result = submitted(uri, flavor="cpu")
-    name = result["workflow_name"]
-    # Batches 0-1 cpu, 2-3 qpu: change the spec's flavors through a mapping.
-    cluster.server.delete("argoproj.io", "workflows", NAMESPACE, name)
-    op = submit_task(uri, flavor="cpu")
-    op.flavor = {0: "cpu", 1: "cpu", 2: "qpu", 3: "qpu"}
-    name = op.execute({"run_id": RUN_ID})["workflow_name"]
-    cluster.server.queue_ahead[(NAMESPACE, "hybrid-quantum-qpu")] = 5
-    cluster.argo.start(NAMESPACE, name)
-    cluster.argo.admit(NAMESPACE, name, 0)
-
-    sensor = wait_task(name, target="admitted")
-    capsys.readouterr()
-    assert sensor.poke({}) is False
-    text = capsys.readouterr().out
-    status = sensor.hook.get_backend().status(name)
-    assert status.by_flavor() == {
-        "cpu": {"running": 1, "pending": 1},
-        "qpu": {"pending": 2},
-    }
-    positions = {b.index: b.queue_position for b in status.batches}
-    assert positions == {0: None, 1: 0, 2: 5, 3: 6}
-    assert status.phase.value == "Running" and not status.all_admitted  # Running is not admitted
-    assert "cpu: 1 pending, 1 running; qpu: 2 pending" in text
-    assert "batch 2 (qpu" in text and "position 5" in text and "insufficient unused quota" in text
-
-    for batch in (1, 2, 3):
-        cluster.argo.admit(NAMESPACE, name, batch)
-    done = sensor.poke({})
-    assert done.is_done and done.xcom_value["by_flavor"]["qpu"] == {"running": 2}
-
-
-def test_preemption_is_reported_and_waited_out_not_failed(cluster, manifest_uri, capsys):
-    _, result = submitted(manifest_uri)
-    name = result["workflow_name"]
-    cluster.argo.start(NAMESPACE, name)
-    for batch in range(4):
-        cluster.argo.admit(NAMESPACE, name, batch)
-    sensor = wait_task(name)
-    cluster.argo.preempt(NAMESPACE, name, 1, delete_pod=False)  # Workload evicted first
-    capsys.readouterr()
-    assert sensor.poke({}) is False
-    assert "Evicted: batch 1 (cpu, Preempted" in capsys.readouterr().out
-    batch = sensor.hook.get_backend().status(name).batches[1]
-    assert (batch.admission, batch.reason) == (Admission.EVICTED, "Preempted")
-
-    cluster.argo.preempt(NAMESPACE, name, 1)  # pod deleted, Argo retries the step
-    batch = sensor.hook.get_backend().status(name).batches[1]
-    assert (batch.admission, batch.phase, batch.attempts) == (
-        Admission.PENDING,
-        BatchPhase.PENDING,
-        2,
-    )
-    assert batch.reason == "Requeued" and "pod deleted" in batch.message
-    assert sensor.poke({}) is False
-
-    cluster.argo.admit(NAMESPACE, name, 1)
-    for index in range(4):
-        cluster.argo.finish(NAMESPACE, name, index)
-    done = sensor.poke({})
-    assert done.is_done and done.xcom_value["phase"] == "Succeeded"
-    assert sensor.hook.get_backend().status(name).batches[1].attempts == 2
-
-
-def test_a_failed_batch_fails_the_sensor_with_its_message(cluster, tmp_path):
-    uri = write_fake_manifest(tmp_path / "s", num_batches=2)
-    _, result = submitted(uri)
-    name = result["workflow_name"]
-    cluster.argo.start(NAMESPACE, name)
-    cluster.argo.admit(NAMESPACE, name, 0)
-    cluster.argo.admit(NAMESPACE, name, 1)
-    cluster.argo.finish(NAMESPACE, name, 0, exit_code=1, message="store timed out")
-    status = wait_task(name).hook.get_backend().status(name)
-    assert status.batches[0].attempts == 2  # exit 1 is transient: retried
-    cluster.argo.admit(NAMESPACE, name, 0)
-    cluster.argo.finish(NAMESPACE, name, 0)
-    cluster.argo.finish(NAMESPACE, name, 1, exit_code=2, message="manifest checksum mismatch")
-    status = wait_task(name).hook.get_backend().status(name)
-    assert status.batches[1].attempts == 1  # exit 2 is bad input: not retried
-    with pytest.raises(AirflowFailException) as caught:
-        wait_task(name).poke({})
-    message = str(caught.value)
-    assert "Failed" in message and "batch 1: manifest checksum mismatch (exit code 2)" in message
-    assert "preempt" not in message.lower()
 
 
 def test_queue_wait_timeout_is_separate_from_run_time(cluster, tmp_path):
