@@ -10,7 +10,8 @@
 # and executor.image in charts/hybrid-quantum/values.yaml.
 # Not built in this repository's CI (no container engine there): see docs/deploy.md.
 
-ARG PYTHON_VERSION=3.12
+# The Python the test jobs run (README, "Supported versions").
+ARG PYTHON_VERSION=3.11
 
 # --- build: a wheel of this package only (dependencies come from PyPI in the next stage) ---
 FROM python:${PYTHON_VERSION}-slim AS build

@@ -15,7 +15,7 @@ AIRFLOW_PORT ?= 0
 AIRFLOW_ENV := AIRFLOW_HOME=$(DEMO_HOME) AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
 	AIRFLOW__CORE__LOAD_EXAMPLES=False
 
-.PHONY: install demo airflow browser screenshots test test-fast test-k8s test-engines engines cluster cluster-down test-cluster bench bench-quick lint clean
+.PHONY: install demo airflow browser screenshots test test-fast test-lowest test-k8s test-engines engines cluster cluster-down test-cluster bench bench-quick lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || ($(PYTHON) -m pip install --quiet virtualenv && $(PYTHON) -m virtualenv $(VENV))
@@ -48,11 +48,43 @@ browser:
 screenshots: install browser
 	HYBRID_SCREENSHOTS_DIR=$(CURDIR)/docs/images $(BIN)/python -m pytest -q tests/test_browser.py
 
-test: install browser
+test: install browser test-lowest
 	$(BIN)/python -m pytest -q
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# The lower-bound job: every direct dependency at the lowest release pyproject.toml allows
+# (uv --resolution lowest-direct), on the oldest Python it declares, in a venv of its own that
+# is rebuilt only when pyproject.toml or the constraints change. It runs the fast suite (minus
+# the Helm chart's tests: Helm renders them, no Python dependency) and the example DAG.
+LOWEST_PYTHON ?= 3.11
+LOWEST_VENV := .venv-lowest
+LOWEST_BIN := $(LOWEST_VENV)/bin
+LOWEST_STAMP := $(LOWEST_VENV)/.installed
+LOWEST_CONSTRAINTS := tests/constraints-lowest.txt
+LOWEST_HOME := $(CURDIR)/.airflow-home-lowest
+LOWEST_AIRFLOW_ENV := $(subst $(DEMO_HOME),$(LOWEST_HOME),$(AIRFLOW_ENV))
+
+$(LOWEST_STAMP): pyproject.toml $(LOWEST_CONSTRAINTS) | $(STAMP)
+	rm -rf $(LOWEST_VENV)
+	$(BIN)/python -m uv venv --quiet -p $(LOWEST_PYTHON) $(LOWEST_VENV)
+	$(BIN)/python -m uv pip install --quiet -p $(LOWEST_BIN)/python --resolution lowest-direct \
+		-c $(LOWEST_CONSTRAINTS) -e ".[test]"
+	ln -sf $(CURDIR)/$(BIN)/helm $(LOWEST_BIN)/helm
+	touch $@
+
+test-lowest: $(LOWEST_STAMP)
+	HYBRID_TEST_LOWEST_BOUNDS=1 $(LOWEST_BIN)/python -m pytest -q -m "not slow" \
+		--ignore=tests/test_chart.py
+	rm -rf $(LOWEST_HOME) && mkdir -p $(LOWEST_HOME)
+	@echo "Running the nightly DAG at the lower bounds (log: $(LOWEST_HOME)/dag-test.log)"
+	@$(LOWEST_AIRFLOW_ENV) $(LOWEST_BIN)/airflow db migrate > $(LOWEST_HOME)/db-migrate.log 2>&1 \
+		|| (tail -n 30 $(LOWEST_HOME)/db-migrate.log; exit 1)
+	@$(LOWEST_AIRFLOW_ENV) $(LOWEST_BIN)/airflow dags test nightly_circuit_cutting $(DEMO_DATE) \
+		> $(LOWEST_HOME)/dag-test.log 2>&1 || (tail -n 60 $(LOWEST_HOME)/dag-test.log; exit 1)
+	@$(LOWEST_AIRFLOW_ENV) $(LOWEST_BIN)/python scripts/show_results.py \
+		$(LOWEST_HOME)/hybrid-quantum/nightly-results/$(DEMO_DATE).csv
 
 test-k8s: install
 	$(BIN)/python -m pytest -q tests/kubernetes tests/controlplane
@@ -88,3 +120,5 @@ lint: install
 
 clean: cluster-down
 	rm -rf $(DEMO_HOME) $(UI_HOME) .hybrid-quantum .pytest_cache .cluster .cluster-tests
+clean:
+	rm -rf $(DEMO_HOME) $(LOWEST_HOME) $(UI_HOME) .hybrid-quantum .pytest_cache

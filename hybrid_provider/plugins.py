@@ -96,9 +96,9 @@ async def logged_in(request: Request, credentials: Credentials) -> Any:
     Imported late: the API server has it loaded already, while the other components that load
     plugins (scheduler, workers) need not pay for it.
     """
-    from airflow.api_fastapi.core_api.security import get_user
+    from hybrid_provider.version_compat import signed_in_user
 
-    return await get_user(request, _oauth_token=None, bearer_credentials=credentials)
+    return await signed_in_user(request, credentials)
 
 
 def create_app(store_uri: str | None = None, *, authenticate: bool = True) -> FastAPI:
