@@ -119,6 +119,4 @@ lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 clean: cluster-down
-	rm -rf $(DEMO_HOME) $(UI_HOME) .hybrid-quantum .pytest_cache .cluster .cluster-tests
-clean:
-	rm -rf $(DEMO_HOME) $(LOWEST_HOME) $(UI_HOME) .hybrid-quantum .pytest_cache
+	rm -rf $(DEMO_HOME) $(LOWEST_HOME) $(UI_HOME) .hybrid-quantum .pytest_cache .cluster .cluster-tests
