@@ -131,3 +131,17 @@ def test_this_job_runs_the_release_the_table_names(row):
     else:
         assert row.newest.endswith(NEWEST_SUFFIX), row.newest
         assert release >= Version(row.newest.removesuffix(NEWEST_SUFFIX))
+
+
+def test_cluster_rows_are_the_versions_the_real_engine_suite_builds():
+    """Kubernetes, Kueue and Argo are tested at the pins of tests/controlplane/engines.py."""
+    sys.path.insert(0, str(ROOT / "tests" / "controlplane"))
+    try:
+        import engines
+    finally:
+        sys.path.pop(0)
+    built = engines.versions()
+    rows = {row.component: row.newest.split()[0] for row in ROWS}
+    assert rows["Kubernetes"] == built["kubernetes"]
+    assert rows["Kueue"] == built["kueue"]
+    assert rows["Argo Workflows"] == built["argo-workflows"]

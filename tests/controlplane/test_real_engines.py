@@ -39,6 +39,12 @@ def small_job(real: RealCluster, name: str, num_batches: int):
     return write_job(circuit, plan, real.store_uri, name, num_batches), circuit
 
 
+def argo_pod_name(workflow: str, node: dict) -> str:
+    from hybrid_provider.backends.kubernetes.status import argo_pod_name as name_of
+
+    return name_of(workflow, node)
+
+
 def backend(real: RealCluster, **options):
     from engine_support import connection_extra
 
@@ -84,6 +90,17 @@ def assert_exact(job, circuit) -> None:
 
     result = reconstruct_job(job.manifest_uri, device="cpu")
     np.testing.assert_allclose(result.values, exact_values(circuit, OBSERVABLES), atol=1e-8)
+
+
+def assert_within_errors(job, circuit) -> None:
+    """Shot mode: within 4 standard errors (plus a floor) of Qiskit's exact values."""
+    from helpers import exact_values
+
+    from hybrid_provider.core.reconstruct.combine import reconstruct_job
+
+    result = reconstruct_job(job.manifest_uri, device="cpu")
+    deviation = np.abs(np.asarray(result.values) - exact_values(circuit, OBSERVABLES))
+    assert np.all(deviation <= 4 * np.asarray(result.std_errors) + 1e-3), deviation
 
 
 def admitted_workloads(real: RealCluster) -> list[str]:
@@ -193,28 +210,54 @@ def test_the_sensor_logs_queue_positions_while_batches_wait(real_cluster, connec
 def test_a_preempted_batch_is_retried_reported_and_the_values_stay_exact(
     real_cluster, connections, capsys
 ):
-    nightly, circuit = small_job(real_cluster, "preempt-nightly", 6)
-    urgent, urgent_circuit = small_job(real_cluster, "preempt-urgent", 2)
-    runner = backend(real_cluster)
-    runner.submit(spec_for(nightly, "hq-preempt-nightly", priority_class="hybrid-quantum-nightly"))
+    """Nightly batches that take 20 s each hold the quota; an interactive run preempts one."""
+    from hybrid_provider.core.execute.options import ExecutionOptions
+
+    nightly, circuit = small_job(real_cluster, "preempt-nightly", 4)
+    urgent, urgent_circuit = small_job(real_cluster, "preempt-urgent", 1)
+    slow = backend(real_cluster, extra_env={"PYTHONPATH": str(Path(__file__).parent)})
+    shots = ExecutionOptions(mode="shots", shots=2000, sampler="slow_sampler:SlowSampler")
+    slow.submit(spec_for(nightly, "hq-preempt-nightly", priority_class="hybrid-quantum-nightly")
+                .model_copy(update={"execution": shots}))  # fmt: skip
     real_cluster.wait_for(
         "two nightly batches running",
         lambda: (
-            sum(b.phase.value == "Running" for b in runner.status("hq-preempt-nightly").batches)
-            == 2
+            sum(b.phase.value == "Running" for b in slow.status("hq-preempt-nightly").batches) == 2
         ),  # fmt: skip
     )
+    runner = backend(real_cluster)
     runner.submit(spec_for(urgent, "hq-preempt-urgent",
                            priority_class="hybrid-quantum-interactive"))  # fmt: skip
     wait_with_sensor("hq-preempt-urgent")
     wait_with_sensor("hq-preempt-nightly")
     status = runner.status("hq-preempt-nightly")
+    assert status.phase.value == "Succeeded", status.summary_line()
     preempted = [b for b in status.batches if b.preemptions]
     assert preempted, [b.model_dump() for b in status.batches]
-    assert all(b.attempts >= 2 for b in preempted), "Argo retried every preempted batch"
+    # Kueue stopped a running pod (SIGTERM, exit 143) and deleted it; Argo ran the batch
+    # again in a new pod (a retry, or the same node's pod made anew when the old one vanished
+    # before Argo saw it end). Either way the batch finished after its preemption.
+    for batch in preempted:
+        assert batch.phase.value == "Succeeded"
+        assert batch.finished_at > batch.preemptions[-1].at
+    workflow = real_cluster.workflow("hq-preempt-nightly")
+    nodes = [n for n in workflow["status"]["nodes"].values() if n["type"] == "Pod"]
+    again = {str(batch.index) for batch in preempted}
+    pods_made = {
+        argo_pod_name("hq-preempt-nightly", node): 0
+        for node in nodes
+        if any(
+            p["name"] == "batch" and p.get("value") in again for p in node["inputs"]["parameters"]
+        )
+    }
+    for event in real_cluster.items(f"/api/v1/namespaces/{NAMESPACE}/events"):
+        involved = event["involvedObject"]
+        if event["reason"] == "CreatedWorkload" and involved["name"] in pods_made:
+            pods_made[involved["name"]] += 1
+    assert sum(pods_made.values()) >= len(preempted) + 1, pods_made
     logged = [line for line in capsys.readouterr().out.splitlines() if "Preempted: " in line]
     assert any(f"batch {preempted[0].index} " in line for line in logged), logged[:3]
-    assert_exact(nightly, circuit)
+    assert_within_errors(nightly, circuit)
     assert_exact(urgent, urgent_circuit)
 
 
