@@ -147,18 +147,26 @@ def test_on_kill_stops_the_workflow(tmp_path, circuit_text):
         _wait_until_done(tmp_path, name)
 
 
-class _StatusOnly:
+class _Scripted:
+    """A backend whose status is given; it records the workflows it was asked to stop."""
+
     name = "scripted"
 
     def __init__(self, status):
         self._status = status
+        self.stopped: list[str] = []
 
     def status(self, _name):
         return self._status
 
+    def stop(self, name):
+        self.stopped.append(name)
 
-def _scripted(monkeypatch, status):
-    monkeypatch.setattr(HybridQuantumHook, "get_backend", lambda self: _StatusOnly(status))
+
+def _scripted(monkeypatch, status) -> _Scripted:
+    backend = _Scripted(status)
+    monkeypatch.setattr(HybridQuantumHook, "get_backend", lambda self: backend)
+    return backend
 
 
 def _pending_for(seconds, flavor="gpu"):
@@ -175,9 +183,10 @@ def test_queue_wait_timeout_is_separate_from_run_time(monkeypatch):
     waiting = WorkflowStatus(
         name="w", backend="s", phase=WorkflowPhase.RUNNING, batches=[_pending_for(300)]
     )
-    _scripted(monkeypatch, waiting)
+    backend = _scripted(monkeypatch, waiting)
     with pytest.raises(AirflowFailException, match=r"queue wait exceeded.*position 4"):
         sensor.poke({})
+    assert backend.stopped == ["w"], "a workflow given up on is stopped: its pods hold no quota"
     running = BatchStatus(
         index=1, flavor="cpu", phase=BatchPhase.RUNNING, admission=Admission.ADMITTED
     )
@@ -186,6 +195,39 @@ def test_queue_wait_timeout_is_separate_from_run_time(monkeypatch):
     )
     _scripted(monkeypatch, busy)
     assert sensor.poke({}) is False  # a long run with its own batches running is not a queue wait
+
+
+def test_a_batch_that_cannot_start_fails_the_wait_and_stops_the_workflow(monkeypatch):
+    blocked = BatchStatus(
+        index=2,
+        flavor="cpu",
+        reason="CreateContainerConfigError",
+        message='container main: secret "hybrid-quantum-store" not found',
+    )
+    status = WorkflowStatus(name="w", backend="s", phase=WorkflowPhase.RUNNING, batches=[blocked])
+    backend = _scripted(monkeypatch, status)
+    with pytest.raises(AirflowFailException, match='batch 2 of w cannot start.*"hybrid-quantum'):
+        KueueWaitSensor(task_id="wait", workflow_name="w").poke({})
+    assert backend.stopped == ["w"]
+    kept = _scripted(monkeypatch, status)
+    with pytest.raises(AirflowFailException):
+        KueueWaitSensor(task_id="keep", workflow_name="w", stop_on_kill=False).poke({})
+    assert kept.stopped == [], "stop_on_kill=False leaves the workflow alone"
+
+
+def test_the_wait_fails_with_its_reason_even_when_the_stop_fails(monkeypatch):
+    blocked = BatchStatus(index=0, flavor="cpu", reason="Misconfigured", message="no queue")
+    backend = _scripted(
+        monkeypatch,
+        WorkflowStatus(name="w", backend="s", phase=WorkflowPhase.RUNNING, batches=[blocked]),
+    )
+
+    def refuse(name):
+        raise RuntimeError("the API server said no")
+
+    backend.stop = refuse
+    with pytest.raises(AirflowFailException, match="Misconfigured: no queue"):
+        KueueWaitSensor(task_id="wait", workflow_name="w").poke({})
 
 
 def test_target_admitted_and_failure_messages(monkeypatch):

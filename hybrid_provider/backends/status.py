@@ -42,20 +42,20 @@ class Admission(str, Enum):
 
 
 #: Why a batch cannot start and will not by waiting: the cluster's configuration or the pod's
-#: references are wrong (a missing Secret, LocalQueue or ClusterQueue, an unknown image, a
-#: request larger than any quota). The wait fails at once with the message that names it.
+#: references are wrong (a missing Secret or ConfigMap, LocalQueue or ClusterQueue, an invalid
+#: image name, a request larger than any quota). The wait fails with the message that names it
+#: once the pod has shown it for ``BLOCKED_AFTER_S`` (a Secret created a moment late is fine).
+#: Image pulls are left out: registries fail transiently, and the kubelet retries them.
 BLOCKING_REASONS = frozenset(
     {
         "FailedMount",
         "CreateContainerConfigError",
-        "CreateContainerError",
-        "ErrImagePull",
-        "ImagePullBackOff",
         "InvalidImageName",
         "Misconfigured",
         "ExceedsMaxQuota",
     }
 )
+BLOCKED_AFTER_S = 30.0
 
 
 class Preemption(BaseModel):

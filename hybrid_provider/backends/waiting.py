@@ -63,7 +63,7 @@ def blocked_message(name: str, blocked: list) -> str:
         f"batch {first.index} of {name} cannot start{others}: {first.reason}: {first.message}. "
         "Create what it names in the workflow's namespace (the chart's store Secret, "
         "LocalQueue and ClusterQueue, or the executor image), or point the hybrid_quantum "
-        "connection at the right ones; the workflow was stopped"
+        "connection at the right ones"
     )
 
 

@@ -217,7 +217,11 @@ class ArgoKueueHook(KubernetesHook):
                 listing = self.request("GET", events_path(namespace),
                                        query=_query(fieldSelector=selector))  # fmt: skip
             except KubernetesApiError as exc:
-                self.log.info("events unavailable (%s): preemptions are read from pods only", exc)
+                self.log.warning(
+                    "Cannot list events in %s (%s): preemption times and failed mounts are "
+                    "not reported; grant 'list' on events (the chart's Airflow Role does)",
+                    namespace, exc,
+                )  # fmt: skip
                 return found
             found += listing.get("items") or []
         return found

@@ -41,7 +41,8 @@ class KueueWaitSensor(UsesHybridConnection, BaseSensorOperator):
         so a full queue and a slow run are told apart.
     :param deferrable: wait in the triggerer (``KueueWaitTrigger``) instead of rescheduling.
         Works on both backends; on the local one the trigger reads the local status file.
-    :param stop_on_kill: stop the workflow when this task is killed (also while deferred).
+    :param stop_on_kill: stop the workflow when this task is killed (also while deferred), and
+        when the wait gives up on it (a batch that cannot start, the queue-wait timeout).
     """
 
     template_fields: Sequence[str] = ("workflow_name", "target", "store_uri")
@@ -88,11 +89,15 @@ class KueueWaitSensor(UsesHybridConnection, BaseSensorOperator):
         return False
 
     def _fail(self, state: str | None, message: str) -> None:
-        """Fail the task; a blocked or queue-starved workflow is stopped first, so that its
-        pods neither hold quota nor outlive the task."""
-        if state in GIVE_UP:
+        """Fail the task. A blocked or queue-starved workflow is stopped first (unless
+        ``stop_on_kill`` is off), so that its pods neither hold quota nor outlive the task;
+        a stop that fails is logged, and the task still fails with the reason."""
+        if state in GIVE_UP and self.stop_on_kill:
             self.log.info("Stopping workflow %s: %s", self.workflow_name, state)
-            self.hook.get_backend().stop(self.workflow_name)
+            try:
+                self.hook.get_backend().stop(self.workflow_name)
+            except Exception as exc:  # noqa: BLE001 (the failure's message matters more)
+                self.log.warning("Could not stop workflow %s: %s", self.workflow_name, exc)
         raise AirflowFailException(message)
 
     def _log_progress(self, status: WorkflowStatus) -> None:

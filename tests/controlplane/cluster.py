@@ -433,6 +433,14 @@ def up(folder: Path = DEFAULT_STATE, log=print) -> State:
     down(folder)
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
+    try:
+        return _start(folder, log)
+    except BaseException:
+        down(folder)  # nothing half-started is left running
+        raise
+
+
+def _start(folder: Path, log) -> State:
     started = time.monotonic()
     bins = engines.ensure_binaries(log)
     state = State(folder=str(folder.resolve()), bin_dir=str(bins),
@@ -519,20 +527,22 @@ def _marked_processes(folder: str) -> list[int]:
 
 
 def down(folder: Path = DEFAULT_STATE, grace: float = 10.0) -> int:
-    """Stop every process of the cluster in ``folder``; return how many were running."""
+    """Stop every process of the cluster in ``folder``; return how many were running.
+
+    Only processes that carry this cluster's marker are signalled (a PID in an old
+    ``state.json`` may belong to someone else by now)."""
     state = State.load(folder)
     marker = state.folder if state else str(folder.resolve())
-    pids = set(_marked_processes(marker)) | set((state.pids if state else {}).values())
-    pids = {pid for pid in pids if _exists(pid)}
+    pids = set(_marked_processes(marker))
     for pid in pids:
         _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline and any(_exists(p) for p in pids):
-        _reap()
+        _reap(pids)
         time.sleep(0.1)
-    for pid in set(_marked_processes(marker)) | pids:
+    for pid in _marked_processes(marker):
         _signal(pid, signal.SIGKILL)
-    _reap()
+    _reap(pids)
     _unmount_under(Path(marker))
     return len(pids)
 
@@ -542,12 +552,11 @@ def _signal(pid: int, signum: int) -> None:
         os.kill(pid, signum)
 
 
-def _reap() -> None:
-    try:
-        while os.waitpid(-1, os.WNOHANG)[0] > 0:
-            pass
-    except ChildProcessError:
-        pass
+def _reap(pids: set[int]) -> None:
+    """Collect those of ``pids`` that are our exited children (no zombies left behind)."""
+    for pid in pids:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
 
 
 def _unmount_under(folder: Path) -> None:

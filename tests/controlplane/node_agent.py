@@ -193,6 +193,7 @@ class PodRunner(threading.Thread):
         except Exception as exc:  # noqa: BLE001 (the agent keeps serving other pods)
             print(f"pod {self.namespace}/{self.pod_name}: {exc!r}", file=sys.stderr, flush=True)
         finally:
+            self.kill_all(0)  # nothing of a pod outlives its runner
             self.agent.forget(self.uid)
 
     def live(self) -> None:
@@ -324,8 +325,9 @@ class PodRunner(threading.Thread):
         while time.monotonic() < deadline and any(c.process.poll() is None for c in running):
             time.sleep(0.1)
         for container in running:
-            _signal_group(container.process.pid, signal.SIGKILL)
-            container.process.wait()
+            if container.process.poll() is None:  # a reaped PID may belong to someone else
+                _signal_group(container.process.pid, signal.SIGKILL)
+                container.process.wait()
             self.collect(container)
 
     # --- volumes ---------------------------------------------------------------------------
@@ -563,6 +565,8 @@ class Agent:
         self.keep = sorted({repo, sys.prefix, state.bin_dir, state.folder,
                             str(Path(state.python_bin).parent)})  # fmt: skip
         self.runners: dict[str, PodRunner] = {}
+        #: Pods run to their end: a late event about one never starts it again.
+        self.finished: set[str] = set()
         self.lock = threading.Lock()
 
     def new_api(self) -> KubeApi:
@@ -571,6 +575,7 @@ class Agent:
     def forget(self, uid: str) -> None:
         with self.lock:
             self.runners.pop(uid, None)
+            self.finished.add(uid)
 
     def handle(self, pod: Obj, deleted: bool = False) -> None:
         if pod["spec"].get("nodeName") not in self.nodes:
@@ -581,7 +586,7 @@ class Agent:
             runner = self.runners.get(uid)
             if runner is None and not deleted:
                 phase = (pod.get("status") or {}).get("phase")
-                if phase in ("Succeeded", "Failed"):
+                if phase in ("Succeeded", "Failed") or uid in self.finished:
                     if deleting:  # finished before: only the final delete is left
                         self._final_delete(pod)
                     return

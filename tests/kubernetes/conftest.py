@@ -20,12 +20,14 @@ from k8s_support import (  # noqa: E402
     K8S_CONN,
     NAMESPACE,
     Cluster,
+    argo_crd,
     validate_workflow,
     write_fake_manifest,
 )
 
 
 def _start(monkeypatch, tmp_path, **server_args) -> Cluster:
+    argo_crd()  # skips here, in the test's thread, where the upstream CRDs cannot be had
     server = EmulatedKubernetes(validators={"Workflow": validate_workflow}, **server_args).start()
     for queue in ("hybrid-quantum", "hybrid-quantum-qpu"):  # what the chart installs
         server.put("kueue.x-k8s.io", "localqueues", {

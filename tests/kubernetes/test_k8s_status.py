@@ -7,6 +7,8 @@ The shapes here were seen on the real engines (tests/controlplane): Argo's pod n
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import pytest
 
 from hybrid_provider.backends.kubernetes.status import (
@@ -38,10 +40,12 @@ def test_pod_names_are_the_ones_argo_gives(node_name, pod_name):
     assert argo_pod_name(WORKFLOW, {"name": node_name, "templateName": "run-batch-cpu"}) == pod_name
 
 
-def _event(reason: str, kind: str, name: str, at: str = "2026-11-28T20:51:22Z") -> dict:
+def _event(
+    reason: str, kind: str, name: str, at: str = "2026-11-28T20:51:22Z", uid: str = "u1"
+) -> dict:
     return {
         "reason": reason,
-        "involvedObject": {"kind": kind, "name": name},
+        "involvedObject": {"kind": kind, "name": name, "uid": uid},
         "lastTimestamp": at,
         "message": f"{reason} for {name}",
     }
@@ -60,6 +64,9 @@ def test_preemptions_are_kueues_events_on_the_workloads_of_the_batch_pods():
         "2026-11-28T20:50:00+00:00",
         "2026-11-28T20:51:22+00:00",
     ]
+    # pod names repeat when a failed workflow is replaced: older events are not this one's
+    since = datetime(2026, 11, 28, 20, 51, tzinfo=timezone.utc)
+    assert [p.at.minute for p in preemptions_of([pod], events, since)] == [51]
 
 
 def _workload(**conditions: str) -> dict:
@@ -88,12 +95,25 @@ def test_eviction_is_read_before_finished(node_phase, pod_conditions, workload, 
     assert _admission(node_phase, pod, workload, {})[0] == expected
 
 
-def _pod(waiting_reason: str | None, message: str = "") -> dict:
-    state = {"waiting": {"reason": waiting_reason, "message": message}} if waiting_reason else {}
+NOW = datetime(2026, 11, 28, 21, 0, tzinfo=timezone.utc)
+
+
+def _pod(waiting: str | None, message: str = "", age_s: float = 60, started: bool = False):
+    state = {"waiting": {"reason": waiting, "message": message}} if waiting else {}
+    init = (
+        {"terminated": {"exitCode": 0}} if started else {"waiting": {"reason": "PodInitializing"}}
+    )
+    created = (NOW - timedelta(seconds=age_s)).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
-        "metadata": {"name": "p"},
-        "status": {"containerStatuses": [{"name": "main", "state": state}]},
+        "metadata": {"name": "p", "uid": "u1", "creationTimestamp": created},
+        "status": {
+            "initContainerStatuses": [{"name": "init", "state": init}],
+            "containerStatuses": [{"name": "main", "state": state}],
+        },
     }
+
+
+MISSING = 'secret "hybrid-quantum-store" not found'
 
 
 @pytest.mark.parametrize(
@@ -101,18 +121,19 @@ def _pod(waiting_reason: str | None, message: str = "") -> dict:
     [
         (_pod("ContainerCreating"), [], None),
         (_pod(None), [], None),
-        (
-            _pod("CreateContainerConfigError", 'secret "hybrid-quantum-store" not found'),
-            [],
-            "CreateContainerConfigError",
-        ),
-        (_pod("ErrImagePull"), [], "ErrImagePull"),
+        (_pod("CreateContainerConfigError", MISSING), [], "CreateContainerConfigError"),
+        (_pod("CreateContainerConfigError", MISSING, age_s=5), [], None),  # give it a moment
+        (_pod("ErrImagePull"), [], None),  # registries fail transiently; the kubelet retries
+        (_pod("InvalidImageName"), [], "InvalidImageName"),
         (_pod("ContainerCreating"), [_event("FailedMount", "Pod", "p")], "FailedMount"),
-        (_pod("ContainerCreating"), [_event("FailedMount", "Pod", "other")], None),
+        # the same name, an earlier pod (a replaced workflow): not this pod's trouble
+        (_pod("ContainerCreating"), [_event("FailedMount", "Pod", "p", uid="u0")], None),
+        # a mount that failed once, then worked: the init container ran
+        (_pod("ContainerCreating", started=True), [_event("FailedMount", "Pod", "p")], None),
     ],
 )
 def test_a_batch_is_blocked_only_by_what_waiting_cannot_fix(pod, events, expected):
-    found = blocker(pod, events)
+    found = blocker(pod, events, now=NOW)
     assert (found[0] if found else None) == expected
 
 

@@ -160,7 +160,9 @@ class KubernetesBackend:
         if not self._wait_until_gone(name):
             raise BackendError(
                 f"the failed workflow {name} or its pods are still being deleted after "
-                f"{REPLACE_TIMEOUT_S:.0f} s; the task's next retry will submit it again"
+                f"{REPLACE_TIMEOUT_S:.0f} s (a pod held by a finalizer, e.g. Kueue's "
+                "kueue.x-k8s.io/managed, shows it in `kubectl get pods`); clear the task to "
+                "submit again once they are gone"
             )
         try:
             return self._status_of(self.hook.create_workflow(body, self.namespace))
@@ -184,28 +186,37 @@ class KubernetesBackend:
         return False
 
     def _check_queues(self, spec: WorkflowSpec) -> None:
-        """Every flavor's LocalQueue exists and is active, or the submit fails at once: a pod
-        sent to a missing queue would wait for ever, holding nothing but the user's time."""
+        """Every flavor's LocalQueue exists, or the submit fails at once: a pod sent to a
+        missing queue would wait for ever. A queue an admin stopped is a state, not an error:
+        it is only logged. Without the right to read LocalQueues, nothing is checked."""
+        from hybrid_provider.hooks.kubernetes import KubernetesApiError
+
         options = self.options
         for flavor in spec.flavors:
             queue = options.queue_for(spec, flavor)
-            found = self.hook.get_local_queue(queue, self.namespace)
+            try:
+                found = self.hook.get_local_queue(queue, self.namespace)
+            except KubernetesApiError as exc:
+                if exc.status != 403:
+                    raise
+                self.hook.log.warning("Cannot read LocalQueue %s (%s): not checked", queue, exc)
+                continue
             if found is None:
                 raise InputError(
                     f"Kueue LocalQueue '{queue}' (for {flavor} batches) does not exist in "
-                    f"namespace {self.namespace}: install the hybrid-quantum chart with this "
-                    "namespace in tenantNamespaces, or name an existing LocalQueue in the "
-                    "connection's local_queues"
+                    f"namespace {self.namespace}, or Kueue is not installed: install the "
+                    "hybrid-quantum chart with this namespace in tenantNamespaces, or name an "
+                    "existing LocalQueue (the operator's queue_name, the connection's "
+                    "local_queues)"
                 )
             active = next(
                 (c for c in (found.get("status") or {}).get("conditions") or []
                  if c.get("type") == "Active"), None)  # fmt: skip
             if active is not None and active.get("status") == "False":
-                raise InputError(
-                    f"Kueue LocalQueue '{queue}' in namespace {self.namespace} is not active: "
-                    f"{active.get('message') or active.get('reason')}; create its ClusterQueue "
-                    "(the chart's kueue.clusterQueues) or point local_queues elsewhere"
-                )
+                self.hook.log.warning(
+                    "Kueue LocalQueue %s is not active (%s): batches wait until it is",
+                    queue, active.get("message") or active.get("reason"),
+                )  # fmt: skip
 
     def status(self, workflow_name: str) -> WorkflowStatus:
         workflow = self.hook.get_workflow(workflow_name, self.namespace)

@@ -10,11 +10,12 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from hybrid_provider.backends.kubernetes.compile import batches_of, template_name
 from hybrid_provider.backends.status import (
+    BLOCKED_AFTER_S,
     BLOCKING_REASONS,
     Admission,
     BatchPhase,
@@ -178,11 +179,15 @@ def argo_pod_name(workflow_name: str, node: Obj) -> str:
     return f"{prefix[:242]}-{digest}"
 
 
-def preemptions_of(pod_names: list[str], events: list[Obj]) -> list[Preemption]:
+def preemptions_of(
+    pod_names: list[str], events: list[Obj], since: datetime | None = None
+) -> list[Preemption]:
     """Kueue's ``Preempted`` events on the Workloads of these pods (``pod-<pod>-<hash>``).
 
     Events outlive the preempted pod and its Workload, which are gone within seconds, so a
-    sensor that polls every few minutes still learns what happened and when.
+    sensor that polls every few minutes still learns what happened and when. Pod names are
+    deterministic, so events from before ``since`` (the workflow's creation) belong to an
+    earlier workflow of the same name and are left out.
     """
     found = []
     for event in events:
@@ -192,30 +197,42 @@ def preemptions_of(pod_names: list[str], events: list[Obj]) -> list[Preemption]:
         if any(involved.get("name", "").startswith(f"pod-{pod}-") for pod in pod_names):
             stamp = parse_time(event.get("lastTimestamp") or event.get("eventTime")
                                or (event.get("metadata") or {}).get("creationTimestamp"))  # fmt: skip
-            if stamp:
+            if stamp and (since is None or stamp >= since):
                 found.append(Preemption(at=stamp, message=event.get("message") or "Preempted"))
     return sorted(found, key=lambda p: p.at)
 
 
-def blocker(pod: Obj | None, events: list[Obj]) -> tuple[str, str] | None:
+def blocker(
+    pod: Obj | None, events: list[Obj], now: datetime | None = None
+) -> tuple[str, str] | None:
     """Why a pod cannot start, when waiting will not help: a container that cannot be
-    configured or pulled, or a volume that cannot be mounted (the node's FailedMount)."""
+    configured, or a volume of this very pod (matched by uid) that cannot be mounted.
+
+    Only for a pod none of whose containers has started, and that has been waiting for
+    ``BLOCKED_AFTER_S``: a Secret created a moment after the workflow is not an error.
+    """
     if not pod:
         return None
     status = pod.get("status") or {}
-    for container in (status.get("initContainerStatuses") or []) + (
+    containers = (status.get("initContainerStatuses") or []) + (
         status.get("containerStatuses") or []
-    ):
+    )
+    if any({"running", "terminated"} & set(c.get("state") or {}) for c in containers):
+        return None
+    created = parse_time(pod["metadata"].get("creationTimestamp"))
+    now = now or datetime.now(timezone.utc)
+    if created is None or (now - created).total_seconds() < BLOCKED_AFTER_S:
+        return None
+    for container in containers:
         waiting = (container.get("state") or {}).get("waiting") or {}
         if waiting.get("reason") in BLOCKING_REASONS:
             return waiting["reason"], f"container {container.get('name')}: " + (
                 waiting.get("message") or waiting["reason"]
             )
-    name = pod["metadata"]["name"]
+    uid = pod["metadata"].get("uid")
     for event in events:
         involved = event.get("involvedObject") or {}
-        if (event.get("reason") == "FailedMount" and involved.get("kind") == "Pod"
-                and involved.get("name") == name):  # fmt: skip
+        if event.get("reason") == "FailedMount" and uid and involved.get("uid") == uid:
             return "FailedMount", event.get("message") or "a volume cannot be mounted"
     return None
 
@@ -303,7 +320,11 @@ def build_status(
                 finished_at=finished,
                 duration_s=(finished - started).total_seconds() if started and finished else None,
                 attempts=len(attempts),
-                preemptions=preemptions_of([argo_pod_name(name, a) for a in attempts], events),
+                preemptions=preemptions_of(
+                    [argo_pod_name(name, a) for a in attempts],
+                    events,
+                    parse_time(workflow["metadata"].get("creationTimestamp")),
+                ),
             )
         )
     phase_text = wf_status.get("phase") or "Pending"
