@@ -17,28 +17,36 @@ HOLDING = "/run/hq-node-agent-keep"
 def mount_script(mounts: list[tuple[str, str, bool]], keep: list[str], workdir: str) -> str:
     """Shell run inside the container's mount namespace: bind the volumes, then exec.
 
-    A volume mounted over a folder that holds something the container needs from this
-    machine (the virtual environment, the store, the agent's folders) would hide it; such
-    paths are first bound to a holding place and put back on top afterwards.
+    A volume mounted over a folder can hide what lies below it on this machine: the sources of
+    other volumes (the pod's folder, when the checkout lives under ``/tmp`` and a volume is
+    mounted at ``/tmp``) and what the container needs (the virtual environment, the store).
+    So every source and every such path is first bound to a holding place, while the tree is
+    whole; volumes are mounted from there, and hidden paths put back on top at the end.
     """
-    targets = sorted(mounts, key=lambda m: m[1].count("/"))
-    hidden = [k for k in keep if any(k.startswith(t.rstrip("/") + "/") for _, t, _ in targets)]
+    targets = sorted(enumerate(mounts), key=lambda item: item[1][1].count("/"))
+    hidden = [k for k in keep if any(k.startswith(t.rstrip("/") + "/") for _, t, _ in mounts)]
     lines = ["set -e", f"mkdir -p {HOLDING}", f"mount -t tmpfs hq-keep {HOLDING}"]
-    for index, path in enumerate(hidden):
-        lines += [
-            f"mkdir -p {HOLDING}/{index}",
-            f"mount --bind {shlex.quote(path)} {HOLDING}/{index}",
-        ]
-    for source, target, read_only in targets:
+    held = [(f"{HOLDING}/m{i}", source) for i, (source, _, _) in enumerate(mounts)]
+    held += [(f"{HOLDING}/k{i}", path) for i, path in enumerate(hidden)]
+    for place, source in held:
+        lines += [_mount_point(place, source), f"mount --bind {shlex.quote(source)} {place}"]
+    for index, (source, target, read_only) in targets:
         quoted = shlex.quote(target)
-        lines += [f"mkdir -p {quoted}", f"mount --bind {shlex.quote(source)} {quoted}"]
+        lines += [_mount_point(quoted, source), f"mount --bind {HOLDING}/m{index} {quoted}"]
         if read_only:
             lines.append(f"mount -o remount,bind,ro {quoted}")
     for index, path in enumerate(hidden):
-        lines += [f"mkdir -p {shlex.quote(path)}",
-                  f"mount --bind {HOLDING}/{index} {shlex.quote(path)}"]  # fmt: skip
+        quoted = shlex.quote(path)
+        lines += [f"mkdir -p {quoted}", f"mount --bind {HOLDING}/k{index} {quoted}"]
     lines += [f"cd {shlex.quote(workdir)}", 'exec "$@"']
     return "\n".join(lines)
+
+
+def _mount_point(place: str, source: str) -> str:
+    """A folder to mount a folder on, an (empty) file to mount a file on."""
+    if Path(source).is_file():
+        return f'mkdir -p "$(dirname {place})" && touch {place}'
+    return f"mkdir -p {place}"
 
 
 def in_mount_namespace(
