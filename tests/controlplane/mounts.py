@@ -53,7 +53,7 @@ def in_mount_namespace(
     argv: list[str],
     mounts: list[tuple[str, str, bool]],
     keep: list[str] | None = None,
-    workdir: str = ".",
+    workdir: str = "/",
     own_pids: bool = False,
 ) -> list[str]:
     """``argv`` run with ``mounts`` ((source, target, read-only) triples) in its own namespace.
