@@ -123,6 +123,12 @@ MISSING = 'secret "hybrid-quantum-store" not found'
         (_pod(None), [], None),
         (_pod("CreateContainerConfigError", MISSING), [], "CreateContainerConfigError"),
         (_pod("CreateContainerConfigError", MISSING, age_s=5), [], None),  # give it a moment
+        # the init container ran; the main container's env names a missing Secret
+        (
+            _pod("CreateContainerConfigError", MISSING, started=True),
+            [],
+            "CreateContainerConfigError",
+        ),
         (_pod("ErrImagePull"), [], None),  # registries fail transiently; the kubelet retries
         (_pod("InvalidImageName"), [], "InvalidImageName"),
         (_pod("ContainerCreating"), [_event("FailedMount", "Pod", "p")], "FailedMount"),

@@ -205,30 +205,31 @@ def preemptions_of(
 def blocker(
     pod: Obj | None, events: list[Obj], now: datetime | None = None
 ) -> tuple[str, str] | None:
-    """Why a pod cannot start, when waiting will not help: a container that cannot be
-    configured, or a volume of this very pod (matched by uid) that cannot be mounted.
+    """Why a pod cannot start, when waiting will not help: a container the node cannot
+    configure (its state says so now), or a volume of this very pod (matched by uid) that
+    cannot be mounted while none of its containers has started.
 
-    Only for a pod none of whose containers has started, and that has been waiting for
-    ``BLOCKED_AFTER_S``: a Secret created a moment after the workflow is not an error.
+    Only once the pod has waited ``BLOCKED_AFTER_S``: a Secret created a moment after the
+    workflow is not an error.
     """
     if not pod:
-        return None
-    status = pod.get("status") or {}
-    containers = (status.get("initContainerStatuses") or []) + (
-        status.get("containerStatuses") or []
-    )
-    if any({"running", "terminated"} & set(c.get("state") or {}) for c in containers):
         return None
     created = parse_time(pod["metadata"].get("creationTimestamp"))
     now = now or datetime.now(timezone.utc)
     if created is None or (now - created).total_seconds() < BLOCKED_AFTER_S:
         return None
+    status = pod.get("status") or {}
+    containers = (status.get("initContainerStatuses") or []) + (
+        status.get("containerStatuses") or []
+    )
     for container in containers:
         waiting = (container.get("state") or {}).get("waiting") or {}
         if waiting.get("reason") in BLOCKING_REASONS:
             return waiting["reason"], f"container {container.get('name')}: " + (
                 waiting.get("message") or waiting["reason"]
             )
+    if any({"running", "terminated"} & set(c.get("state") or {}) for c in containers):
+        return None  # the volumes were mounted: an earlier FailedMount is history
     uid = pod["metadata"].get("uid")
     for event in events:
         involved = event.get("involvedObject") or {}
