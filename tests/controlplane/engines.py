@@ -149,19 +149,23 @@ def _go(args: list[str], cwd: Path | None = None) -> str:
 
 
 @cache
-def module_dir(module: str) -> Path:
-    """The unpacked source of a pinned module (``go mod download -json``), for CRDs and config."""
+def _download(module: str) -> dict[str, str]:
+    """``go mod download -json`` of a pinned module: where its source and go.mod are."""
     info = json.loads(_go(["mod", "download", "-json", f"{module}@{PINS[module]}"]))
     if info.get("Error"):
         raise EngineUnavailable(f"{module}@{PINS[module]}: {info['Error']}")
-    return Path(info["Dir"])
+    return info
+
+
+def module_dir(module: str) -> Path:
+    """The unpacked source of a pinned module, for CRDs and default configuration."""
+    return Path(_download(module)["Dir"])
 
 
 def _staging_replacements() -> list[str]:
     """k8s.io/kubernetes lists its staging modules at v0.0.0; use their published v0.X.Y."""
-    info = json.loads(_go(["mod", "download", "-json", f"{KUBERNETES}@{PINS[KUBERNETES]}"]))
     staging_version = "v0." + PINS[KUBERNETES].removeprefix("v1.")
-    lines = Path(info["GoMod"]).read_text().splitlines()
+    lines = Path(_download(KUBERNETES)["GoMod"]).read_text().splitlines()
     staged = sorted(
         {
             line.split()[0]

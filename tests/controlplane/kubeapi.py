@@ -15,7 +15,7 @@ import requests
 
 Obj = dict[str, Any]
 
-#: Kinds the control plane creates itself -> (plural, namespaced).
+#: Kinds the control plane applies itself -> (plural, namespaced).
 KINDS = {
     "CustomResourceDefinition": ("customresourcedefinitions", False),
     "MutatingWebhookConfiguration": ("mutatingwebhookconfigurations", False),
@@ -26,11 +26,7 @@ KINDS = {
     "ConfigMap": ("configmaps", True),
     "Secret": ("secrets", True),
     "Service": ("services", True),
-    "ServiceAccount": ("serviceaccounts", True),
     "Lease": ("leases", True),
-    "Event": ("events", True),
-    "Pod": ("pods", True),
-    "ClusterRoleBinding": ("clusterrolebindings", False),
 }
 
 

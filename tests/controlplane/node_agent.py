@@ -137,7 +137,6 @@ class PodRunner(threading.Thread):
         self.deadline = spec.get("activeDeadlineSeconds")
         self.events_sent: set[str] = set()
         self.phase = "Pending"
-        self.lock = threading.Lock()
 
     # --- status ----------------------------------------------------------------------------
     def write_status(self, phase: str | None = None, reason: str | None = None,

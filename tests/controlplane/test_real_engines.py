@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 from engine_support import K8S_CONN, NAMESPACE, RealCluster, install_chart, sample_until
 
+from hybrid_provider.backends.kubernetes.status import argo_pod_name
+
 pytestmark = [pytest.mark.slow, pytest.mark.engines]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,12 +39,6 @@ def small_job(real: RealCluster, name: str, num_batches: int):
     circuit = random_ansatz(4, reps=1, seed=len(name))
     plan = plan_cuts(circuit, parse_observables(OBSERVABLES, 4), partition_labels="AABB")
     return write_job(circuit, plan, real.store_uri, name, num_batches), circuit
-
-
-def argo_pod_name(workflow: str, node: dict) -> str:
-    from hybrid_provider.backends.kubernetes.status import argo_pod_name as name_of
-
-    return name_of(workflow, node)
 
 
 def backend(real: RealCluster, **options):
