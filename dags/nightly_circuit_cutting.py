@@ -82,7 +82,9 @@ with DAG(
         queue_wait_timeout=timedelta(minutes=30),
     )
     reconstruct = CupyReconstructOperator(
-        task_id="reconstruct", manifest_uri=cut.output["manifest_uri"]
+        task_id="reconstruct",
+        manifest_uri=cut.output["manifest_uri"],
+        verify_sample=1,  # rerun one random batch first: publish only what reproduces
     )
 
     @task(outlets=[NIGHTLY_RESULTS])

@@ -1,7 +1,8 @@
 """``hybrid-quantum``: the quantum stage without Airflow, and the entry point pods run.
 
 ``estimate`` chains the stages; ``cut``, ``run-batch`` and ``reconstruct`` are the stages
-themselves. Bad input exits with status 2 and one clear line on stderr, never a traceback.
+themselves; ``verify`` reruns stored batches to prove they reproduce. Bad input exits with
+status 2 and one clear line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -80,6 +81,19 @@ def build_parser() -> argparse.ArgumentParser:
     reconstruct.add_argument("--device", default="auto", choices=["auto", "gpu", "cpu"])
     _add_json(reconstruct)
     reconstruct.set_defaults(handler=_reconstruct)
+
+    verify = commands.add_parser(
+        "verify",
+        help="rerun stored batches and check they reproduce the stored outcomes "
+        "(exit 0: all match, 1: a batch differs, 2: bad input)",
+    )
+    verify.add_argument("manifest_uri")
+    chosen = verify.add_mutually_exclusive_group()
+    chosen.add_argument("--batches", type=int, nargs="+", metavar="N", help="batch indices")
+    chosen.add_argument("--sample", type=int, metavar="K", help="K batches chosen at random")
+    verify.add_argument("--sample-seed", type=int, help="seed for --sample (default: random)")
+    _add_json(verify)
+    verify.set_defaults(handler=_verify)
     return parser
 
 
@@ -172,12 +186,23 @@ def _plan(args: argparse.Namespace):
 
 def _write_cut_job(args: argparse.Namespace):
     from hybrid_provider.core.cut.job import fingerprint, write_job
+    from hybrid_provider.core.provenance import CutRequest
 
     started = time.perf_counter()
     circuit, plan = _plan(args)
     job_name = args.job or f"job-{fingerprint(circuit, plan, args.batches)[:12]}"
     planned = time.perf_counter() - started
-    return plan, write_job(circuit, plan, args.store, job_name, args.batches, plan_seconds=planned)
+    request = CutRequest(
+        parameters=_parameters(args.parameters),
+        partition_labels=args.partition,
+        max_subcircuit_qubits=args.max_subcircuit_qubits,
+        max_coefficients=args.max_coefficients,
+        num_batches=args.batches,
+    )
+    job = write_job(
+        circuit, plan, args.store, job_name, args.batches, plan_seconds=planned, request=request
+    )
+    return plan, job
 
 
 def _cut(args: argparse.Namespace) -> int:
@@ -246,6 +271,22 @@ def _reconstruct(args: argparse.Namespace) -> int:
     else:
         _print_values(result.observables, result.values, result.std_errors)
     return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from hybrid_provider.core.verify import verify_job
+
+    verification = verify_job(
+        args.manifest_uri, batches=args.batches, sample=args.sample, seed=args.sample_seed
+    )
+    if args.json:
+        _print_json(verification.as_dict())
+    else:
+        for check in verification.checks:
+            print(check.line())
+        matched = sum(check.matched for check in verification.checks)
+        print(f"{matched} of {len(verification.checks)} batch(es) reproduced")
+    return 0 if verification.ok else 1
 
 
 def _estimate(args: argparse.Namespace) -> int:

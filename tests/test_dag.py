@@ -72,6 +72,7 @@ def test_airflow_providers_list_shows_the_provider(airflow_db):
 def test_nightly_dag_end_to_end_matches_the_exact_values(airflow_db, dagbag):
     from airflow.utils.state import DagRunState
 
+    from hybrid_provider.core.manifest import load_manifest
     from hybrid_provider.hooks.hybrid_quantum import default_store_uri
 
     dag = dagbag.dags["nightly_circuit_cutting"]
@@ -93,3 +94,6 @@ def test_nightly_dag_end_to_end_matches_the_exact_values(airflow_db, dagbag):
     np.testing.assert_allclose(values, exact, rtol=0, atol=1e-8)
     reconstruct = run.get_task_instance("reconstruct")
     assert reconstruct.xcom_pull(task_ids="reconstruct", key="mode") == "exact"
+    manifest_uri = reconstruct.xcom_pull(task_ids="reconstruct", key="manifest_uri")
+    origin = load_manifest(manifest_uri).provenance.origin
+    assert (origin.dag_id, origin.run_id, origin.task_id) == (dag.dag_id, run.run_id, "cut")

@@ -20,6 +20,8 @@ from hybrid_provider.backends.status import (
     WorkflowStatus,
 )
 from hybrid_provider.core.errors import InputError
+from hybrid_provider.core.execute.batch import run_batch
+from hybrid_provider.core.execute.options import ExecutionOptions
 from hybrid_provider.hooks.hybrid_quantum import HybridQuantumHook
 from hybrid_provider.operators.cut import CutCircuitOperator
 from hybrid_provider.operators.reconstruct import CupyReconstructOperator
@@ -93,6 +95,46 @@ def test_the_four_operators_chain_over_the_local_backend(tmp_path, circuit_text,
     )
     assert (tmp_path / "tests" / "run-1" / "report.png").exists()
     assert (tmp_path / "tests" / "run-1" / "results" / "reconstruction.json").exists()
+    assert_provenance(cut["manifest_uri"], submitted["workflow_name"])
+
+
+def assert_provenance(manifest_uri: str, workflow: str) -> None:
+    """The cut task is the job's origin; each batch names the local run and flavor it ran in."""
+    from hybrid_provider.core.execute.record import read_record
+    from hybrid_provider.core.manifest import load_manifest
+
+    manifest = load_manifest(manifest_uri)
+    assert manifest.provenance.origin.model_dump() == {
+        "dag_id": "adhoc_airflow", "run_id": CONTEXT["run_id"], "task_id": "cut",
+        "try_number": None,
+    }  # fmt: skip
+    for batch in manifest.batches:
+        executor = read_record(manifest_uri, batch.index).provenance.executor
+        assert (executor.kind, executor.workflow, executor.flavor) == ("process", workflow, "cpu")
+
+
+def test_a_nightly_verify_sample_that_does_not_reproduce_publishes_nothing(
+    tmp_path, circuit_text, capsys
+):
+    _, text = circuit_text
+    cut = _cut(tmp_path, text)
+    manifest_uri = cut["manifest_uri"]
+    for batch in range(cut["num_batches"]):
+        run_batch(manifest_uri, batch, ExecutionOptions(mode="shots", shots=100))
+    reconstruct = CupyReconstructOperator(
+        task_id="reconstruct", manifest_uri=manifest_uri, verify_sample=3
+    )
+    reconstruct.execute(CONTEXT)
+    assert capsys.readouterr().out.count("reproduces the stored outcomes") == 3
+    results = tmp_path / "tests" / "run-1" / "results" / "reconstruction.json"
+    results.unlink()
+    stored = tmp_path / "tests" / "run-1" / "results" / "batch-00001.npz"
+    kept = stored.read_bytes()
+    run_batch(manifest_uri, 1, ExecutionOptions(mode="shots", shots=100, seed=5))
+    stored.write_bytes(kept)  # outcomes of another seed than the record says
+    with pytest.raises(AirflowFailException, match=r"batch\(es\) \[1\] did not reproduce"):
+        reconstruct.execute(CONTEXT)
+    assert not results.exists(), "nothing was published"
 
 
 def test_bad_input_fails_the_task_without_retrying(tmp_path, circuit_text):

@@ -14,8 +14,9 @@ from hybrid_provider.core import store
 from hybrid_provider.core.cut.job import write_job
 from hybrid_provider.core.cut.plan import plan_cuts
 from hybrid_provider.core.errors import ArtifactError, InputError
-from hybrid_provider.core.execute.batch import outcomes_uri, record_uri, run_batch
+from hybrid_provider.core.execute.batch import run_batch
 from hybrid_provider.core.execute.options import ExecutionOptions, execution_options
+from hybrid_provider.core.execute.record import outcomes_uri, record_uri
 from hybrid_provider.core.manifest import MANIFEST_NAME, artifact_uri, load_manifest
 from hybrid_provider.core.reconstruct.combine import reconstruct_job
 
@@ -30,7 +31,7 @@ def test_manifest_lists_every_file_with_its_checksum(tmp_path, plan):
     circuit, cut_plan = plan
     job = write_job(circuit, cut_plan, str(tmp_path), "night/1", num_batches=3)
     manifest = load_manifest(job.manifest_uri)
-    assert manifest.schema_version == 1 and manifest.num_batches == 3
+    assert manifest.schema_version == 2 and manifest.num_batches == 3
     assert sum(b.count for b in manifest.batches) == manifest.num_subexperiments
     for ref in [manifest.circuit, manifest.reconstruction, *manifest.batches]:
         data = store.read_bytes(artifact_uri(job.manifest_uri, ref.path))

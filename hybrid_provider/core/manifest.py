@@ -3,19 +3,30 @@
 It is written last and atomically, so a job whose manifest exists is complete; readers
 (executors, reconstruction, the sensor) start from the manifest URI alone. File locations in it
 are relative to the job directory, so a job can be copied to another store and still read.
+
+It also checksums itself (:func:`store.write_sealed_json`) and its structure is cross-checked
+on every read (batch ranges, subsystem offsets, widths, observable labels), because a changed
+index or label would otherwise turn into a wrong number with no error.
 """
 
 from __future__ import annotations
 
+import io
+import re
+from collections import Counter
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hybrid_provider.core import store
 from hybrid_provider.core.errors import ArtifactError
+from hybrid_provider.core.provenance import JobProvenance
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MANIFEST_NAME = "manifest.json"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_PAULI = re.compile(r"[IXYZ]+")
 
 
 class _Model(BaseModel):
@@ -23,8 +34,19 @@ class _Model(BaseModel):
 
 
 class FileRef(_Model):
+    """A file of the job, relative to the job folder, with the checksum it was written with."""
+
     path: str
     sha256: str
+
+    @model_validator(mode="after")
+    def _inside_the_job(self) -> FileRef:
+        parts = self.path.split("/")
+        if self.path.startswith("/") or any(part in ("", ".", "..") for part in parts):
+            raise ValueError(f"file path {self.path!r} leaves the job folder")
+        if not _SHA256.fullmatch(self.sha256):
+            raise ValueError(f"checksum of {self.path!r} is not a sha256")
+        return self
 
 
 class BatchRef(FileRef):
@@ -34,6 +56,8 @@ class BatchRef(FileRef):
 
 
 class SubsystemRef(_Model):
+    """One subcircuit: its flat experiments are ``offset + distinct * num_groups + group``."""
+
     label: str
     width: int
     offset: int
@@ -54,6 +78,8 @@ class CutSummary(_Model):
 
 
 class JobManifest(_Model):
+    """Everything a batch, the reconstruction and the report need to know about a cut job."""
+
     schema_version: int = SCHEMA_VERSION
     kind: str = "hybrid-quantum/cut-job"
     job_name: str
@@ -72,10 +98,79 @@ class JobManifest(_Model):
     reconstruction: FileRef
     subsystems: list[SubsystemRef]
     batches: list[BatchRef]
+    provenance: JobProvenance
 
     @property
     def num_batches(self) -> int:
         return len(self.batches)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> JobManifest:
+        problems = [*_batch_problems(self), *_subsystem_problems(self), *_label_problems(self)]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def _batch_problems(manifest: JobManifest) -> list[str]:
+    problems, expected_first = [], 0
+    for position, batch in enumerate(manifest.batches):
+        if batch.index != position or batch.first != expected_first or batch.count < 1:
+            problems.append(f"batch {position} does not continue the batches before it")
+        expected_first = batch.first + batch.count
+    if not manifest.batches or expected_first != manifest.num_subexperiments:
+        problems.append("the batches do not cover the subexperiments exactly once")
+    return problems
+
+
+def _subsystem_problems(manifest: JobManifest) -> list[str]:
+    problems, expected_offset = [], 0
+    for subsystem in manifest.subsystems:
+        if (
+            subsystem.offset != expected_offset
+            or min(subsystem.num_groups, subsystem.num_distinct) < 1
+        ):
+            problems.append(f"subsystem {subsystem.label} does not follow the ones before it")
+        if subsystem.width != manifest.plan.subcircuit_widths.get(subsystem.label):
+            problems.append(f"subsystem {subsystem.label} has a width the plan does not give")
+        if len(subsystem.subobservables) != len(manifest.observables):
+            problems.append(f"subsystem {subsystem.label} has one sub-observable per observable")
+        expected_offset += subsystem.num_distinct * subsystem.num_groups
+    if expected_offset != manifest.num_subexperiments:
+        problems.append("the subsystems do not account for every subexperiment")
+    labels = [subsystem.label for subsystem in manifest.subsystems]
+    if sorted(labels) != sorted(manifest.plan.subcircuit_widths):
+        problems.append("the subsystems are not the plan's subcircuits")
+    return problems
+
+
+def _label_problems(manifest: JobManifest) -> list[str]:
+    """Observables and sub-observables must agree qubit by qubit with the partition.
+
+    Wire cuts add qubits and move observables onto them, and found cuts are summarised rather
+    than labelled per qubit, so beyond the labels being Pauli strings this holds only for plans
+    that cut gates at given partition labels.
+    """
+    observables = manifest.observables
+    if not observables or not all(_PAULI.fullmatch(o) for o in observables):
+        return ["the observables are not Pauli labels"]
+    partition = manifest.plan.partition_labels
+    per_qubit = len(partition) == manifest.plan.num_qubits and set(partition) <= set(
+        manifest.plan.subcircuit_widths
+    )
+    if manifest.plan.num_wire_cuts or not per_qubit:
+        return []
+    if Counter(partition) != Counter(manifest.plan.subcircuit_widths):
+        return ["the partition labels do not give the subcircuit widths"]
+    problems = []
+    for subsystem in manifest.subsystems:
+        qubits = [q for q, label in enumerate(partition) if label == subsystem.label]
+        for observable, sub in zip(observables, subsystem.subobservables, strict=False):
+            if len(observable) != len(partition) or sub != "".join(
+                observable[-1 - q] for q in reversed(qubits)
+            ):
+                problems.append(f"sub-observable {sub} of {subsystem.label} is not in {observable}")
+    return problems
 
 
 def job_uri_of(manifest_uri: str) -> str:
@@ -96,13 +191,52 @@ def load_manifest(manifest_uri: str) -> JobManifest:
             f"manifest {manifest_uri} has schema version {version!r}, this release reads "
             f"{SCHEMA_VERSION}: re-run the cut step with this release"
         )
+    payload = store.unseal(payload, manifest_uri, what="manifest")
     try:
         return JobManifest.model_validate(payload)
     except ValueError as exc:
+        first = exc.errors()[0]["msg"] if hasattr(exc, "errors") else str(exc)
         raise ArtifactError(
-            f"manifest {manifest_uri} is malformed ({exc.__class__.__name__}): re-run the cut step"
+            f"manifest {manifest_uri} is inconsistent ({first.removeprefix('Value error, ')}): "
+            "re-run the cut step"
         ) from exc
+
+
+def write_manifest(manifest_uri: str, manifest: JobManifest) -> None:
+    store.write_sealed_json(manifest_uri, manifest.model_dump(mode="json"))
 
 
 def read_artifact(manifest_uri: str, ref: FileRef, what: str) -> bytes:
     return store.read_verified(artifact_uri(manifest_uri, ref.path), ref.sha256, what)
+
+
+def read_reconstruction_data(
+    manifest_uri: str, manifest: JobManifest
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The QPD coefficients and, per subsystem, the distinct choice each coefficient uses.
+
+    Checked against the manifest's structure: an index past a subsystem's distinct choices
+    would otherwise gather the wrong factor, or fail deep inside NumPy.
+    """
+    data = read_artifact(manifest_uri, manifest.reconstruction, "reconstruction data")
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            coefficients = npz["coefficients"]
+            indices = {s.label: npz[f"index_{s.label}"] for s in manifest.subsystems}
+    except (ValueError, KeyError, OSError) as exc:
+        raise ArtifactError(
+            f"reconstruction data of {manifest_uri} cannot be read ({exc})"
+        ) from exc
+    size = manifest.plan.num_coefficients
+    fits = coefficients.shape == (size,) and all(
+        index.shape == (size,)
+        and index.dtype.kind in "iu"
+        and index.min(initial=0) >= 0
+        and index.max(initial=0) < subsystem.num_distinct
+        for subsystem, index in zip(manifest.subsystems, indices.values(), strict=True)
+    )
+    if not fits:
+        raise ArtifactError(
+            f"reconstruction data of {manifest_uri} does not fit its manifest: re-run the cut step"
+        )
+    return coefficients, indices

@@ -7,9 +7,12 @@ rename), so a reader never sees half a file; object stores make a single PUT ato
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
+import socket
+import time
 import uuid
 from typing import Any
 
@@ -75,8 +78,13 @@ def read_json(uri: str, what: str = "artifact") -> Any:
     data = read_bytes(uri, what)
     try:
         return json.loads(data)
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # not JSON, or not even UTF-8
         raise ArtifactError(f"{what} {uri} is not valid JSON ({exc}); it may be corrupt") from exc
+
+
+#: A temporary file whose writer is on another machine counts as abandoned after this long.
+FOREIGN_TEMPORARY_TTL_S = 3600.0
+_TEMPORARY_MARK = ".tmp-"
 
 
 def write_bytes_atomic(uri: str, data: bytes) -> None:
@@ -84,7 +92,10 @@ def write_bytes_atomic(uri: str, data: bytes) -> None:
     parent = path.rsplit("/", 1)[0]
     fs.makedirs(parent, exist_ok=True)
     if isinstance(fs, LocalFileSystem):
-        temporary = f"{path}.tmp-{uuid.uuid4().hex}"
+        remove_abandoned_temporaries(path)
+        temporary = (
+            f"{path}{_TEMPORARY_MARK}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}"
+        )
         with open(temporary, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -94,8 +105,89 @@ def write_bytes_atomic(uri: str, data: bytes) -> None:
         fs.pipe_file(path, data)
 
 
+def remove_abandoned_temporaries(path: str) -> list[str]:
+    """Delete the temporary files of earlier writes of ``path`` whose writer is gone.
+
+    A writer killed between creating its temporary file and renaming it leaves the file behind;
+    the next write of the same path (a retried batch, a resumed run, a re-cut) clears it. Another
+    writer that is still alive keeps its file: same host and a live pid, or, from another host
+    sharing the folder, younger than :data:`FOREIGN_TEMPORARY_TTL_S`.
+    """
+    removed = []
+    for candidate in glob.glob(glob.escape(path) + _TEMPORARY_MARK + "*"):
+        if _writer_alive(candidate[len(path) + len(_TEMPORARY_MARK) :], candidate):
+            continue
+        try:
+            os.remove(candidate)
+            removed.append(candidate)
+        except FileNotFoundError:
+            pass  # its writer renamed it, or another cleaner was first
+    return removed
+
+
+def _writer_alive(tag: str, candidate: str) -> bool:
+    """Whether the writer named by a temporary file's tag (``host-pid-random``) may still rename it."""
+    host, _, pid = tag.rpartition("-")[0].rpartition("-")
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    try:
+        return time.time() - os.path.getmtime(candidate) < FOREIGN_TEMPORARY_TTL_S
+    except FileNotFoundError:
+        return True
+
+
 def write_json_atomic(uri: str, payload: Any) -> None:
     write_bytes_atomic(uri, json.dumps(payload, indent=2, sort_keys=True).encode())
+
+
+#: The key under which a sealed JSON document carries the checksum of the rest of it.
+SEAL_KEY = "sealed_sha256"
+
+
+def seal_digest(payload: dict[str, Any]) -> str:
+    """sha256 of a document's canonical JSON (sorted keys, no spaces), its seal left out.
+
+    Canonical, so the digest is the same for the writer's dict and for what a reader parses:
+    Python's floats, strings and ints survive a JSON round trip exactly.
+    """
+    body = {key: value for key, value in payload.items() if key != SEAL_KEY}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return sha256(canonical.encode())
+
+
+def write_sealed_json(uri: str, payload: dict[str, Any]) -> None:
+    """Write a JSON document that carries its own checksum, so any change to it is detected."""
+    write_json_atomic(uri, {**payload, SEAL_KEY: seal_digest(payload)})
+
+
+def read_sealed_json(uri: str, what: str) -> dict[str, Any]:
+    """Read a document written by :func:`write_sealed_json`, refusing it if it was changed."""
+    return unseal(read_json(uri, what), uri, what)
+
+
+def unseal(payload: Any, uri: str, what: str) -> dict[str, Any]:
+    """The document without its seal, once the seal matches its content."""
+    if not isinstance(payload, dict) or not isinstance(payload.get(SEAL_KEY), str):
+        raise ArtifactError(
+            f"{what} {uri} carries no checksum; it is corrupt or was not written by this "
+            "release. Re-run the step that wrote it"
+        )
+    try:
+        digest = seal_digest(payload)
+    except ValueError as exc:  # NaN or infinity where the writer put numbers
+        raise ArtifactError(f"{what} {uri} holds a value JSON cannot carry ({exc})") from exc
+    if digest != payload[SEAL_KEY]:
+        raise ArtifactError(
+            f"{what} {uri} fails its own checksum: it was changed after it was written. Re-run "
+            "the step that wrote it"
+        )
+    return {key: value for key, value in payload.items() if key != SEAL_KEY}
 
 
 def sha256(data: bytes) -> str:

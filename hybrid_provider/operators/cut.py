@@ -74,6 +74,7 @@ class CutCircuitOperator(UsesHybridConnection, BaseOperator):
         from hybrid_provider.core.cut.job import write_job
         from hybrid_provider.core.cut.plan import plan_cuts
         from hybrid_provider.core.inputs import load_circuit, parse_observables
+        from hybrid_provider.core.provenance import CutRequest, Origin
 
         started = time.perf_counter()
         with bad_input_fails_task():
@@ -104,6 +105,20 @@ class CutCircuitOperator(UsesHybridConnection, BaseOperator):
                 safe_path(self.job_name),
                 int(self.num_batches),
                 plan_seconds=time.perf_counter() - started,
+                request=CutRequest(
+                    parameters=_recorded(self.parameters),
+                    partition_labels=self.partition_labels or None,
+                    max_subcircuit_qubits=_optional_int(self.max_subcircuit_qubits),
+                    max_coefficients=int(self.max_coefficients),
+                    cut_seed=self.cut_seed,
+                    num_batches=int(self.num_batches),
+                ),
+                origin=Origin(
+                    dag_id=self.dag_id,
+                    run_id=str(context["run_id"]),
+                    task_id=self.task_id,
+                    try_number=getattr(context.get("ti"), "try_number", None),
+                ),
             )
         manifest = job.manifest
         self.log.info(
@@ -121,6 +136,14 @@ class CutCircuitOperator(UsesHybridConnection, BaseOperator):
             "num_batches": manifest.num_batches,
             **plan.summary(),
         }
+
+
+def _recorded(parameters: Any) -> list[float] | dict[str, float] | None:
+    if parameters is None:
+        return None
+    if isinstance(parameters, dict):
+        return {str(name): float(value) for name, value in parameters.items()}
+    return [float(value) for value in parameters]
 
 
 def _optional_int(value: Any) -> int | None:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
+from airflow.sdk.exceptions import AirflowFailException
 
 from hybrid_provider.core import store
 from hybrid_provider.core.manifest import artifact_uri
@@ -23,9 +24,12 @@ class CupyReconstructOperator(UsesHybridConnection, BaseOperator):
 
     :param manifest_uri: the cut job.
     :param device: ``auto`` (GPU if present), ``gpu`` or ``cpu``.
+    :param verify_sample: rerun this many batches, chosen at random, before publishing, and
+        fail the task (no retry) when one does not reproduce its stored outcomes (see
+        ``hybrid-quantum verify``); 0 (the default) reruns none.
     """
 
-    template_fields: Sequence[str] = ("manifest_uri", "device")
+    template_fields: Sequence[str] = ("manifest_uri", "device", "verify_sample")
     operator_extra_links = (ResultsReportLink(),)
     ui_color = "#d4edda"
 
@@ -34,19 +38,23 @@ class CupyReconstructOperator(UsesHybridConnection, BaseOperator):
         *,
         manifest_uri: str,
         device: str = "auto",
+        verify_sample: int = 0,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("multiple_outputs", True)  # op.output["manifest_uri"] and friends
         super().__init__(**kwargs)
         self.manifest_uri = manifest_uri
         self.device = device
+        self.verify_sample = verify_sample
         self.results_url: str | None = None
 
     def execute(self, context: Context) -> dict[str, Any]:
         from hybrid_provider.core.reconstruct.combine import reconstruct_job
 
         with bad_input_fails_task():
+            self._verify_sample()
             result = reconstruct_job(self.manifest_uri, device=self.device)
+        self._log_provenance(result.mixed_software)
         self.log.info(
             "Reconstructed %d observable(s) in %.3f s with %s (%s mode%s):",
             len(result.values),
@@ -64,6 +72,45 @@ class CupyReconstructOperator(UsesHybridConnection, BaseOperator):
         store.write_json_atomic(results_uri, payload)
         self.results_url = self._write_report(payload) or results_uri
         return {**payload, "results_uri": results_uri}
+
+    def _verify_sample(self) -> None:
+        """Rerun a sample of batches first, so a job that does not reproduce publishes nothing."""
+        sample = int(self.verify_sample or 0)
+        if sample <= 0:
+            return
+        from hybrid_provider.core.verify import verify_job
+
+        verification = verify_job(self.manifest_uri, sample=sample)
+        for check in verification.checks:
+            self.log.info("verify: %s", check.line())
+        if not verification.ok:
+            failed = [c.index for c in verification.checks if not c.matched]
+            raise AirflowFailException(
+                f"batch(es) {failed} did not reproduce their stored outcomes (see the verify "
+                "lines above); nothing was published. Rerun those batches, or investigate with "
+                f"hybrid-quantum verify {self.manifest_uri}"
+            )
+
+    def _log_provenance(self, mixed: dict[str, dict[str, list[int]]]) -> None:
+        from hybrid_provider.core.manifest import load_manifest
+
+        made = load_manifest(self.manifest_uri).provenance
+        origin = made.origin
+        self.log.info(
+            "Provenance: cut %s by %s; circuit sha256 %s; %s",
+            f"in {origin.dag_id}/{origin.run_id}/{origin.task_id}" if origin else "outside Airflow",
+            made.host,
+            made.circuit_sha256[:16],
+            ", ".join(f"{k} {v}" for k, v in sorted(made.software.packages.items())),
+        )
+        for package, versions in sorted(mixed.items()):
+            self.log.warning(
+                "Batches ran with different versions of %s: %s",
+                package,
+                "; ".join(
+                    f"{version} in batches {batches}" for version, batches in versions.items()
+                ),
+            )
 
     def _write_report(self, payload: dict[str, Any]) -> str | None:
         """The results report (HTML + PNG) next to the job; its browser URL for the link.

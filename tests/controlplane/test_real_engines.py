@@ -189,6 +189,20 @@ def test_a_quota_for_two_pods_admits_at_most_two_batches_at_once(real_cluster, c
     assert max(samples) <= 2, f"more than two Workloads held quota: {max(samples)}"
     assert max(samples) == 2, "the quota was never used to the full"
     assert_exact(job, circuit)
+    assert_ran_in_pods(job, workflow="hq-quota-eight", flavor="cpu")
+
+
+def assert_ran_in_pods(job, *, workflow: str, flavor: str) -> None:
+    """Every batch record names the pod, node and workflow it ran in (downward API, Argo)."""
+    from hybrid_provider.core.execute.record import read_record
+
+    for batch in job.manifest.batches:
+        executor = read_record(job.manifest_uri, batch.index).provenance.executor
+        assert executor.kind == "pod" and executor.pod and executor.pod.startswith(workflow)
+        assert (executor.workflow, executor.flavor, executor.namespace) == (
+            workflow, flavor, NAMESPACE,
+        )  # fmt: skip
+        assert executor.pod_uid and executor.node, executor
 
 
 def test_the_sensor_logs_queue_positions_while_batches_wait(real_cluster, connections, capsys):
@@ -316,7 +330,7 @@ def test_a_failed_workflow_retried_by_airflow_reruns_only_what_did_not_finish(
 
 def _result_stamps(job, indices: list[int]) -> dict[int, tuple[int, ...]]:
     """Modification times of each batch's stored result files (a rerun rewrites them)."""
-    from hybrid_provider.core.execute.batch import outcomes_uri, record_uri
+    from hybrid_provider.core.execute.record import outcomes_uri, record_uri
 
     return {
         index: tuple(

@@ -77,7 +77,15 @@ def write_fake_manifest(
     from datetime import datetime, timezone
 
     from hybrid_provider.core import store
-    from hybrid_provider.core.manifest import BatchRef, CutSummary, FileRef, JobManifest
+    from hybrid_provider.core.manifest import (
+        BatchRef,
+        CutSummary,
+        FileRef,
+        JobManifest,
+        SubsystemRef,
+        write_manifest,
+    )
+    from hybrid_provider.core.provenance import CutRequest, JobProvenance, software
 
     per = -(-num_subexperiments // num_batches)
     batches = [
@@ -109,9 +117,25 @@ def write_fake_manifest(
         num_subexperiments_redundant=num_subexperiments,
         circuit=FileRef(path="circuit.qpy", sha256="0" * 64),
         reconstruction=FileRef(path="reconstruction.npz", sha256="0" * 64),
-        subsystems=[],
+        subsystems=[
+            SubsystemRef(
+                label=label,
+                width=2,
+                offset=offset,
+                num_groups=1,
+                num_distinct=num_subexperiments // 2,
+                subobservables=["ZZ"],
+            )
+            for label, offset in (("A", 0), ("B", num_subexperiments // 2))
+        ],  # fmt: skip
         batches=batches,
+        provenance=JobProvenance(
+            software=software(),
+            host="test",
+            circuit_sha256="0" * 64,
+            request=CutRequest(num_batches=num_batches),
+        ),
     )
     uri = store.normalise_uri(f"{folder}/{job}/manifest.json")
-    store.write_bytes_atomic(uri, manifest.model_dump_json().encode())
+    write_manifest(uri, manifest)
     return uri

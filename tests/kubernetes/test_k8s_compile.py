@@ -166,9 +166,25 @@ def test_store_credentials_only_by_secret_reference():
                 "secretRef": {"name": C.STORE_SECRET, "optional": False},
             }
         ]
-        assert all("value" in e and "SECRET" not in e["name"] for e in container["env"])
+        for variable in container["env"]:  # literals, or the pod's own fields: no secret refs
+            assert "SECRET" not in variable["name"]
+            assert "value" in variable or set(variable["valueFrom"]) == {"fieldRef"}
         assert template["automountServiceAccountToken"] is False
     assert workflow["spec"]["serviceAccountName"] == C.EXECUTOR_SERVICE_ACCOUNT
+
+
+def test_each_batch_pod_is_told_what_its_record_names_as_where_it_ran():
+    """Pod, namespace, uid and node from the downward API; workflow from Argo; flavor, image."""
+    workflow = compile_workflow(CASES["mixed"])
+    for template in templates(workflow).values():
+        if "container" not in template:
+            continue
+        env = {e["name"]: e.get("value", e.get("valueFrom")) for e in template["container"]["env"]}
+        assert env["HYBRID_QUANTUM_WORKFLOW"] == "{{workflow.name}}"
+        assert env["HYBRID_QUANTUM_FLAVOR"] == template["metadata"]["labels"][C.FLAVOR_LABEL]
+        assert env["HYBRID_QUANTUM_IMAGE"] == template["container"]["image"]
+        assert env["HYBRID_QUANTUM_POD_UID"] == {"fieldRef": {"fieldPath": "metadata.uid"}}
+        assert env["HYBRID_QUANTUM_NODE_NAME"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
 
 
 def test_dry_run_cli_prints_the_workflow(tmp_path):

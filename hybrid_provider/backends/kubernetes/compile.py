@@ -39,6 +39,7 @@ from hybrid_provider.constants import (
     STORE_SECRET,
 )
 from hybrid_provider.core.errors import InputError
+from hybrid_provider.core.provenance import EXECUTOR_ENVIRONMENT
 
 API_VERSION = "argoproj.io/v1alpha1"
 ENTRYPOINT = "main"
@@ -182,6 +183,27 @@ def _executor_patch(options: KubernetesOptions) -> str:
     return json.dumps(patch, sort_keys=True, separators=(",", ":"))
 
 
+def _provenance_env(flavor: str, options: KubernetesOptions) -> list[m.EnvVar]:
+    """What a batch records about where it ran (see ``core.provenance.Executor``)."""
+    names = EXECUTOR_ENVIRONMENT
+    from_pod = {"pod": "metadata.name", "namespace": "metadata.namespace",
+                "pod_uid": "metadata.uid", "node": "spec.nodeName"}  # fmt: skip
+    return [
+        m.EnvVar(name=names["workflow"], value="{{workflow.name}}"),
+        m.EnvVar(name=names["flavor"], value=flavor),
+        m.EnvVar(
+            name=names["image"], value=options.gpu_image if flavor == "gpu" else options.image
+        ),
+        *(
+            m.EnvVar(
+                name=names[field],
+                value_from=m.EnvVarSource(field_ref=m.ObjectFieldSelector(field_path=path)),
+            )
+            for field, path in from_pod.items()
+        ),
+    ]
+
+
 def _batch_template(
     spec: WorkflowSpec, flavor: str, options: KubernetesOptions, labels: dict[str, str]
 ) -> Container:
@@ -189,6 +211,7 @@ def _batch_template(
         m.EnvVar(name="HOME", value="/tmp"),
         m.EnvVar(name="PYTHONDONTWRITEBYTECODE", value="1"),
         m.EnvVar(name="MPLCONFIGDIR", value="/tmp/matplotlib"),
+        *_provenance_env(flavor, options),
         *(m.EnvVar(name=k, value=v) for k, v in sorted(options.extra_env.items())),
     ]
     return Container(

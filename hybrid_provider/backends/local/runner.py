@@ -36,6 +36,7 @@ from hybrid_provider.backends.status import (
     WorkflowStatus,
 )
 from hybrid_provider.core.errors import HybridQuantumError
+from hybrid_provider.core.provenance import EXECUTOR_ENVIRONMENT, THREADS_VARIABLE
 
 log = logging.getLogger("hybrid_provider.local.runner")
 MAX_ATTEMPTS = 2
@@ -54,8 +55,10 @@ def _die_with_parent() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
-def _run_batch_in_worker(manifest_uri: str, index: int, options: dict, threads: int):
-    os.environ["HYBRID_QUANTUM_AER_THREADS"] = str(threads)
+def _run_batch_in_worker(manifest_uri: str, index: int, options: dict, environment: dict):
+    """Run one batch; ``environment`` (Aer threads, and the run and flavor that the batch
+    record's provenance names) is set first, as a pod gets it from its spec."""
+    os.environ.update(environment)
     from hybrid_provider.core.execute.batch import ExecutionOptions, run_batch
 
     report = run_batch(manifest_uri, index, ExecutionOptions(**options))
@@ -142,7 +145,11 @@ class Runner:
             self.spec.manifest_uri,
             batch.index,
             self.spec.execution.model_dump(),
-            self.threads,
+            {
+                THREADS_VARIABLE: str(self.threads),
+                EXECUTOR_ENVIRONMENT["workflow"]: self.spec.name,
+                EXECUTOR_ENVIRONMENT["flavor"]: batch.flavor,
+            },
         )
         self.running[future] = batch
 

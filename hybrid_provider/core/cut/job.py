@@ -27,6 +27,14 @@ from hybrid_provider.core.manifest import (
     JobManifest,
     SubsystemRef,
     load_manifest,
+    write_manifest,
+)
+from hybrid_provider.core.provenance import (
+    CutRequest,
+    JobProvenance,
+    Origin,
+    host_platform,
+    software,
 )
 
 
@@ -50,11 +58,15 @@ def write_job(
     job_name: str,
     num_batches: int,
     plan_seconds: float = 0.0,
+    *,
+    request: CutRequest | None = None,
+    origin: Origin | None = None,
 ) -> WrittenJob:
     """Write the job, or find the same one written before.
 
     ``plan_seconds`` (the caller's planning time) is added to the time spent here, so the
-    manifest records what the whole cut stage cost.
+    manifest records what the whole cut stage cost. ``request`` (what the caller asked for) and
+    ``origin`` (the Airflow task, if any) go into the manifest's provenance.
     """
     started = time.perf_counter()
     if num_batches < 1:
@@ -87,8 +99,15 @@ def write_job(
         reconstruction=reconstruction_ref,
         subsystems=_subsystem_refs(plan, experiments),
         batches=batches,
+        provenance=JobProvenance(
+            software=software(),
+            host=host_platform(),
+            circuit_sha256=circuit_ref.sha256,
+            request=request or CutRequest(num_batches=num_batches),
+            origin=origin,
+        ),
     )
-    store.write_bytes_atomic(manifest_uri, manifest.model_dump_json(indent=2).encode())
+    write_manifest(manifest_uri, manifest)
     return WrittenJob(manifest_uri, manifest, reused=False)
 
 

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import NamedTuple
 
-import numpy as np
 from qiskit import QuantumCircuit, qpy
 
 from hybrid_provider.core import store
@@ -23,7 +22,24 @@ from hybrid_provider.core.execute import samplers, simulate
 from hybrid_provider.core.execute.allocation import allocate_shots
 from hybrid_provider.core.execute.options import DEFAULT_SAMPLER, ExecutionOptions
 from hybrid_provider.core.execute.outcomes import Outcomes, build_outcomes
-from hybrid_provider.core.manifest import JobManifest, artifact_uri, load_manifest, read_artifact
+from hybrid_provider.core.execute.record import (
+    BatchRecord,
+    outcomes_uri,
+    read_record,
+    write_record,
+)
+from hybrid_provider.core.manifest import (
+    JobManifest,
+    load_manifest,
+    read_artifact,
+    read_reconstruction_data,
+)
+from hybrid_provider.core.provenance import (
+    BatchProvenance,
+    Seeds,
+    executor_from_environment,
+    software,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +52,6 @@ class BatchReport(NamedTuple):
     device: str
 
 
-def outcomes_uri(manifest_uri: str, index: int) -> str:
-    return artifact_uri(manifest_uri, f"results/batch-{index:05d}.npz")
-
-
-def record_uri(manifest_uri: str, index: int) -> str:
-    return artifact_uri(manifest_uri, f"results/batch-{index:05d}.json")
-
-
 def run_batch(
     manifest_uri: str,
     index: int,
@@ -52,44 +60,87 @@ def run_batch(
     sampler=None,
     manifest: JobManifest | None = None,
 ) -> BatchReport:
-    """Run batch ``index`` unless a valid result for the same options is already stored."""
+    """Run batch ``index`` unless a valid result of the same identity is already stored."""
     manifest_uri = store.normalise_uri(manifest_uri)
     manifest = manifest or load_manifest(manifest_uri)
-    if not 0 <= index < manifest.num_batches:
-        raise InputError(
-            f"batch {index} does not exist: the job has batches 0..{manifest.num_batches - 1}"
-        )
+    check_batch_index(manifest, index)
     batch = manifest.batches[index]
     if stored_result_valid(manifest_uri, manifest, index, options):
         return BatchReport(index, batch.count, 0.0, skipped=True, device="stored")
     started = time.perf_counter()
+    outcomes, provenance = compute_batch(manifest_uri, manifest, index, options, sampler=sampler)
+    duration = time.perf_counter() - started
+    data = outcomes.to_bytes()
+    store.write_bytes_atomic(outcomes_uri(manifest_uri, index), data)
+    record = BatchRecord(
+        batch=index,
+        batch_sha256=batch.sha256,
+        options=options,
+        outcomes_sha256=store.sha256(data),
+        outcomes_digest=outcomes.digest(),
+        num_subexperiments=batch.count,
+        duration_s=round(duration, 6),
+        finished_at=datetime.now(timezone.utc),
+        provenance=provenance,
+    )
+    write_record(manifest_uri, record)
+    return BatchReport(index, batch.count, duration, skipped=False, device=provenance.device)
+
+
+def check_batch_index(manifest: JobManifest, index: int) -> None:
+    if not 0 <= index < manifest.num_batches:
+        raise InputError(
+            f"batch {index} does not exist: the job has batches 0..{manifest.num_batches - 1}"
+        )
+
+
+def compute_batch(
+    manifest_uri: str,
+    manifest: JobManifest,
+    index: int,
+    options: ExecutionOptions,
+    *,
+    sampler=None,
+    device: str | None = None,
+) -> tuple[Outcomes, BatchProvenance]:
+    """The outcomes of batch ``index`` and how they were made, computed here and not stored.
+
+    ``device`` forces the Aer device (``verify`` reruns on the one recorded); by default it is
+    chosen from ``options.device`` and what this machine has.
+    """
+    batch = manifest.batches[index]
     circuits = qpy.load(io.BytesIO(read_artifact(manifest_uri, batch, f"batch {index}")))
-    device = _device(options.device)
+    device = device or _device(options.device)
+    seed = [options.seed, index]
     outcomes = execute_circuits(
         circuits,
         options,
-        seed=[options.seed, index],
+        seed=seed,
         sampler=sampler,
         device=device,
         shots=batch_shots(manifest_uri, manifest, index, options),
     )
-    duration = time.perf_counter() - started
-    data = outcomes.to_bytes()
-    store.write_bytes_atomic(outcomes_uri(manifest_uri, index), data)
-    store.write_json_atomic(
-        record_uri(manifest_uri, index),
-        {
-            "batch": index,
-            "batch_sha256": batch.sha256,
-            "options": options.model_dump(),
-            "outcomes_sha256": store.sha256(data),
-            "num_subexperiments": batch.count,
-            "device": device,
-            "duration_s": round(duration, 6),
-            "finished_at": datetime.now(timezone.utc).isoformat(),
-        },
+    supplied = sampler is not None or options.sampler != DEFAULT_SAMPLER
+    provenance = BatchProvenance(
+        software=software(),
+        executor=executor_from_environment(),
+        device=device,
+        simulator=_simulator_name(options, sampler),
+        threads=simulate.aer_threads(),
+        seeds=Seeds(
+            sampling_entropy=seed if options.mode == "shots" and not supplied else None,
+            reproducible=not supplied,
+        ),
     )
-    return BatchReport(index, batch.count, duration, skipped=False, device=device)
+    return outcomes, provenance
+
+
+def _simulator_name(options: ExecutionOptions, sampler) -> str:
+    if sampler is not None:
+        return f"{type(sampler).__module__}.{type(sampler).__qualname__}"
+    if options.sampler != DEFAULT_SAMPLER:
+        return options.sampler
+    return "aer statevector"
 
 
 def execute_circuits(
@@ -123,11 +174,7 @@ def batch_shots(
     """Per-circuit shots of batch ``index`` under weighted allocation; None means uniform."""
     if options.mode != "shots" or options.shot_allocation == "uniform":
         return None
-    with np.load(
-        io.BytesIO(read_artifact(manifest_uri, manifest.reconstruction, "reconstruction data"))
-    ) as npz:
-        coefficients = npz["coefficients"]
-        indices = {s.label: npz[f"index_{s.label}"] for s in manifest.subsystems}
+    coefficients, indices = read_reconstruction_data(manifest_uri, manifest)
     shots = allocate_shots(
         options.shots, coefficients, manifest.subsystems, indices, options.shot_allocation
     )
@@ -158,22 +205,26 @@ def stored_result_valid(
 
 def load_result(
     manifest_uri: str, manifest: JobManifest, index: int, options: ExecutionOptions | None = None
-) -> tuple[Outcomes, dict]:
-    """Load a batch's outcomes after checking its record against the manifest and the options."""
-    uri = record_uri(manifest_uri, index)
-    if not store.exists(uri):
-        raise ArtifactError(f"batch {index} has no result yet ({uri})")
-    record = store.read_json(uri, what=f"result record of batch {index}")
-    if record.get("batch_sha256") != manifest.batches[index].sha256:
+) -> tuple[Outcomes, BatchRecord]:
+    """Load a batch's outcomes after checking its record against the manifest and the options.
+
+    Only the options' identity is compared: a result computed on another device still counts.
+    """
+    record = read_record(manifest_uri, index)
+    if record.batch_sha256 != manifest.batches[index].sha256:
         raise ArtifactError(f"the result of batch {index} belongs to other subexperiments")
-    if options is not None and record.get("options") != options.model_dump():
+    if options is not None and record.options.identity() != options.identity():
         raise ArtifactError(f"the result of batch {index} was run with other options")
     data = store.read_verified(
-        outcomes_uri(manifest_uri, index),
-        record.get("outcomes_sha256", ""),
-        f"result of batch {index}",
+        outcomes_uri(manifest_uri, index), record.outcomes_sha256, f"result of batch {index}"
     )
-    outcomes = Outcomes.from_bytes(data)
-    if outcomes.count != manifest.batches[index].count:
-        raise ArtifactError(f"the result of batch {index} has the wrong number of subexperiments")
+    try:
+        outcomes = Outcomes.from_bytes(data)
+    except (ValueError, KeyError, OSError) as exc:
+        raise ArtifactError(f"the result of batch {index} cannot be read ({exc})") from exc
+    if (
+        outcomes.count != manifest.batches[index].count
+        or outcomes.digest() != record.outcomes_digest
+    ):
+        raise ArtifactError(f"the result of batch {index} does not match its record")
     return outcomes, record

@@ -12,10 +12,14 @@ Mode = Literal["exact", "shots"]
 Device = Literal["cpu", "gpu", "auto"]
 ShotAllocation = Literal["uniform", "weighted"]
 DEFAULT_SAMPLER = "aer"
+#: Options that say where a batch runs, not what it computes: recorded with each result, never
+#: compared, so batches of one job may run on CPU, GPU or another flavor and still combine.
+PLACEMENT_FIELDS = frozenset({"device"})
 
 
 class ExecutionOptions(BaseModel):
-    """How subexperiments run; part of every result record, so changed options re-run batches."""
+    """How subexperiments run. Stored with every result: a batch whose stored result has another
+    :meth:`identity` runs again; a different placement (``device``) does not make it stale."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -33,6 +37,10 @@ class ExecutionOptions(BaseModel):
         description="shot mode: 'uniform' (same shots each) or 'weighted' (same total, spread "
         "in proportion to each subexperiment's |coefficient| weight)",
     )
+
+    def identity(self) -> dict[str, object]:
+        """What a result is a result of (mode, shots, seed, sampler, allocation)."""
+        return self.model_dump(exclude=set(PLACEMENT_FIELDS))
 
     @model_validator(mode="after")
     def _consistent(self) -> ExecutionOptions:

@@ -8,6 +8,7 @@ shot runs a count; reconstruction treats both as weights.
 
 from __future__ import annotations
 
+import hashlib
 import io
 from typing import NamedTuple
 
@@ -35,6 +36,16 @@ class Outcomes(NamedTuple):
         buffer = io.BytesIO()
         np.savez(buffer, **self._asdict())
         return buffer.getvalue()
+
+    def digest(self) -> str:
+        """sha256 of the arrays' content alone (dtype, shape, values), the same for equal
+        outcomes however they were packed: the file's own bytes also hold zip timestamps."""
+        digest = hashlib.sha256()
+        for name, array in self._asdict().items():
+            array = np.ascontiguousarray(array)
+            digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
+            digest.update(array.tobytes())
+        return digest.hexdigest()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Outcomes:

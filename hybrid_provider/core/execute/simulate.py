@@ -25,6 +25,7 @@ from hybrid_provider.core.execute.outcomes import (
     clbit_positions,
     register_size,
 )
+from hybrid_provider.core.provenance import THREADS_VARIABLE
 
 PROBABILITIES_LABEL = "outcome_probabilities"
 
@@ -80,11 +81,19 @@ def _last_use(circuit: QuantumCircuit, qubit_index: dict) -> list[int]:
     return last
 
 
-@lru_cache(maxsize=4)
+def aer_threads() -> int:
+    """Threads Aer will use here, resolved (never 0)."""
+    return int(os.environ.get(THREADS_VARIABLE, "0")) or os.cpu_count() or 1
+
+
 def aer_simulator(device: str):
+    return _aer_simulator(device, aer_threads())
+
+
+@lru_cache(maxsize=8)
+def _aer_simulator(device: str, threads: int):
     from qiskit_aer import AerSimulator
 
-    threads = int(os.environ.get("HYBRID_QUANTUM_AER_THREADS", "0"))  # 0: all cores
     return AerSimulator(method="statevector", device=device.upper(), max_parallel_threads=threads)
 
 

@@ -11,7 +11,7 @@ Loops run over subsystems, observable groups and observables only, never shots o
 
 from __future__ import annotations
 
-import io
+import json
 import time
 from typing import NamedTuple
 
@@ -23,7 +23,9 @@ from hybrid_provider.core import store
 from hybrid_provider.core.errors import ArtifactError
 from hybrid_provider.core.execute.batch import load_result
 from hybrid_provider.core.execute.outcomes import Outcomes
-from hybrid_provider.core.manifest import load_manifest, read_artifact
+from hybrid_provider.core.execute.record import BatchRecord
+from hybrid_provider.core.manifest import load_manifest, read_reconstruction_data
+from hybrid_provider.core.provenance import mixed_software
 from hybrid_provider.core.reconstruct import arrays
 
 ALL_BITS = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -37,6 +39,8 @@ class Reconstruction(NamedTuple):
     shots: int | None
     array_module: str
     seconds: float
+    #: Packages whose version differs between batches: ``name: {version: [batch, …]}``.
+    mixed_software: dict[str, dict[str, list[int]]] = {}
 
     def as_dict(self) -> dict[str, object]:
         return self._asdict()
@@ -59,14 +63,10 @@ def reconstruct_job(manifest_uri: str, device: str = "auto") -> Reconstruction:
     started = time.perf_counter()
     manifest_uri = store.normalise_uri(manifest_uri)
     manifest = load_manifest(manifest_uri)
-    with np.load(
-        io.BytesIO(read_artifact(manifest_uri, manifest.reconstruction, "reconstruction data"))
-    ) as npz:
-        coefficients = npz["coefficients"]
-        indices = {s.label: npz[f"index_{s.label}"] for s in manifest.subsystems}
+    coefficients, indices = read_reconstruction_data(manifest_uri, manifest)
     xp = arrays.array_module(device)
     accumulator = FactorAccumulator(xp, manifest.subsystems, len(manifest.observables))
-    options: list[dict] = []
+    records: dict[int, BatchRecord] = {}
     problems: list[str] = []
     for batch in manifest.batches:
         try:
@@ -76,7 +76,7 @@ def reconstruct_job(manifest_uri: str, device: str = "auto") -> Reconstruction:
             continue
         if not problems:  # once a batch is missing the result is refused; just keep checking
             accumulator.add(batch.first, outcomes)
-        options.append(record["options"])
+        records[batch.index] = record
         del outcomes
     if problems:
         raise ArtifactError(
@@ -84,20 +84,23 @@ def reconstruct_job(manifest_uri: str, device: str = "auto") -> Reconstruction:
             "missing or invalid; run those batches again (hybrid-quantum run-batch, or re-run the "
             "submit task):\n  " + "\n  ".join(problems)
         )
-    if len({tuple(sorted(o.items())) for o in options}) > 1:
+    identities = {json.dumps(r.options.identity(), sort_keys=True) for r in records.values()}
+    if len(identities) > 1:
         raise ArtifactError(
-            "cannot reconstruct: batches were run with different execution options; "
-            "run them again with one set of options"
+            "cannot reconstruct: batches were run with different execution options (mode, "
+            "shots, seed, sampler or allocation); run them again with one set of options"
         )
     values, errors = combine_factors(xp, coefficients, indices, accumulator.factors())
+    options = records[0].options
     return Reconstruction(
         observables=manifest.observables,
         values=[float(v) for v in values],
         std_errors=[float(e) for e in errors],
-        mode=options[0]["mode"],
-        shots=options[0]["shots"],
+        mode=options.mode,
+        shots=options.shots,
         array_module=xp.__name__,
         seconds=time.perf_counter() - started,
+        mixed_software=mixed_software({i: r.provenance.software for i, r in records.items()}),
     )
 
 
@@ -148,6 +151,11 @@ class FactorAccumulator:
         self._collections = [
             ObservableCollection(PauliList(s.subobservables)) for s in self.subsystems
         ]
+        if any(
+            len(c.groups) != s.num_groups
+            for s, c in zip(self.subsystems, self._collections, strict=True)
+        ):
+            raise ArtifactError("the manifest's observable groups do not match its observables")
         self._means = [
             [xp.zeros((s.num_distinct, len(g.commuting_observables))) for g in c.groups]
             for s, c in zip(self.subsystems, self._collections, strict=True)

@@ -23,6 +23,7 @@ from typing import Any
 from hybrid_provider.core import store
 from hybrid_provider.core.errors import ArtifactError
 from hybrid_provider.core.manifest import JobManifest, artifact_uri, load_manifest
+from hybrid_provider.core.provenance import Software, mixed_software
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +36,16 @@ REPORT_FILES = (REPORT_HTML, REPORT_PNG, RESULTS_JSON)
 
 @dataclass(frozen=True)
 class BatchTiming:
+    """One batch as the report shows it; None where the batch has no valid record."""
+
     index: int
     num_subexperiments: int
     duration_s: float | None
     device: str | None
     finished_at: datetime | None
+    ran_in: str | None = None
+    flavor: str | None = None
+    software: Software | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,11 @@ class ReportData:
     def last_batch_finished(self) -> datetime | None:
         moments = [b.finished_at for b in self.batches if b.finished_at]
         return max(moments) if moments else None
+
+    @property
+    def mixed_software(self) -> dict[str, dict[str, list[int]]]:
+        """Packages whose version differs between batches (see ``provenance.mixed_software``)."""
+        return mixed_software({b.index: b.software for b in self.batches if b.software})
 
     def stage_seconds(self) -> dict[str, float]:
         """Seconds per stage; the wall time runs from the manifest's birth to the last batch."""
@@ -159,41 +170,29 @@ def _exact_or_none(manifest_uri: str) -> list[float] | None:
 
 
 def _batch_timings(manifest_uri: str, manifest: JobManifest) -> list[BatchTiming]:
-    from hybrid_provider.core.execute.batch import record_uri
+    from hybrid_provider.core.execute.record import read_record
 
     timings = []
     for batch in manifest.batches:
-        uri = record_uri(manifest_uri, batch.index)
         try:
-            record = store.read_json(uri, what=f"result record of batch {batch.index}")
+            record = read_record(manifest_uri, batch.index)
         except ArtifactError:
-            record = {}
+            timings.append(BatchTiming(batch.index, batch.count, None, None, None))
+            continue
+        executor = record.provenance.executor
         timings.append(
             BatchTiming(
                 index=batch.index,
                 num_subexperiments=batch.count,
-                duration_s=_float_or_none(record.get("duration_s")),
-                device=record.get("device"),
-                finished_at=_parse_time(record.get("finished_at")),
+                duration_s=record.duration_s,
+                device=record.provenance.device,
+                finished_at=_aware(record.finished_at),
+                ran_in=f"pod {executor.pod}" if executor.pod else f"host {executor.host}",
+                flavor=executor.flavor,
+                software=record.provenance.software,
             )
         )
     return timings
-
-
-def _float_or_none(value: Any) -> float | None:
-    try:
-        return None if value is None else float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return _aware(datetime.fromisoformat(value))
-    except ValueError:
-        return None
 
 
 def _aware(moment: datetime) -> datetime:
@@ -281,6 +280,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 code, td.obs { font-family: ui-monospace, monospace; }
 img { max-width: 100%; border: 1px solid #ddd; }
 .muted { color: #666; font-size: 0.9rem; }
+.warning { color: #8a4b00; background: #fff4e0; padding: 0.3rem 0.6rem; }
 """
 
 
@@ -326,6 +326,8 @@ def render_html(data: ReportData) -> str:
         + _num(str(b.index))
         + _num(str(b.num_subexperiments))
         + f"<td>{e(b.device or '—')}</td>"
+        + f"<td>{e(b.flavor or '—')}</td>"
+        + f"<td>{e(b.ran_in or '—')}</td>"
         + _num("—" if b.duration_s is None else f"{b.duration_s:.3f}")
         + f"<td>{e(b.finished_at.isoformat(timespec='seconds') if b.finished_at else '—')}</td>"
         + "</tr>"
@@ -369,9 +371,11 @@ def render_html(data: ReportData) -> str:
 </table>
 <h2>Batches</h2>
 <table id="batches">
-<tr><th>batch</th><th>subexperiments</th><th>device</th><th>seconds</th><th>finished</th></tr>
+<tr><th>batch</th><th>subexperiments</th><th>device</th><th>flavor</th><th>ran in</th>
+<th>seconds</th><th>finished</th></tr>
 {chr(10).join(batch_rows)}
 </table>
+{render_provenance(data)}
 <h2>Files</h2>
 <ul>
 <li><a href="{RESULTS_JSON}">{RESULTS_JSON}</a> (values as JSON)</li>
@@ -381,6 +385,60 @@ def render_html(data: ReportData) -> str:
 </body>
 </html>
 """
+
+
+def render_provenance(data: ReportData) -> str:
+    """What made the numbers: origin, circuit, software at the cut and in the batches."""
+    e = html.escape
+    provenance = data.manifest.provenance
+    origin = provenance.origin
+    rows = [
+        (
+            "Airflow task",
+            f"{origin.dag_id} / {origin.run_id} / {origin.task_id}" if origin else "—",
+        ),
+        ("circuit (QPY sha256)", provenance.circuit_sha256),
+        ("parameters", _parameters_text(provenance.request.parameters)),
+        ("cut on", provenance.host),
+    ]
+    batch_versions: dict[str, set[str]] = {}
+    for batch in data.batches:
+        if batch.software:
+            for name, version in {
+                "python": batch.software.python,
+                **batch.software.packages,
+            }.items():
+                batch_versions.setdefault(name, set()).add(version)
+    cut_versions = {"python": provenance.software.python, **provenance.software.packages}
+    mixed = data.mixed_software
+    software_rows = [
+        f"<tr><td>{e(name)}</td><td>{e(cut_versions.get(name, '—'))}</td>"
+        f"<td>{e(', '.join(sorted(batch_versions.get(name, ()))) or '—')}</td>"
+        f"<td>{'differs between batches' if name in mixed else ''}</td></tr>"
+        for name in sorted(cut_versions.keys() | batch_versions.keys())
+    ]
+    warning = (
+        f'<p class="warning">Batches ran with different versions of {e(", ".join(sorted(mixed)))}'
+        ": the values may not be reproducible as a whole.</p>"
+        if mixed
+        else ""
+    )
+    return f"""<h2>Provenance</h2>
+<table id="provenance">
+{chr(10).join(f"<tr><th>{e(k)}</th><td><code>{e(str(v))}</code></td></tr>" for k, v in rows)}
+</table>
+{warning}
+<table id="software">
+<tr><th>package</th><th>at the cut</th><th>in the batches</th><th></th></tr>
+{chr(10).join(software_rows)}
+</table>
+<p class="muted">Check that a rerun matches: <code>hybrid-quantum verify {e(data.manifest_uri)}</code></p>"""
+
+
+def _parameters_text(parameters: list[float] | dict[str, float] | None) -> str:
+    if isinstance(parameters, dict):
+        return ", ".join(f"{name}={value!r}" for name, value in parameters.items()) or "—"
+    return ", ".join(map(repr, parameters or [])) or "—"
 
 
 def _num(text: str) -> str:
