@@ -32,7 +32,7 @@ from hybrid_provider.core.errors import BackendError, InputError
 RUNS_FOLDER = "_runs"
 SPEC_FILE, QUOTA_FILE, STATE_FILE = "spec.json", "quota.json", "state.json"
 PID_FILE, STOP_FILE, LOG_FILE = "runner.pid", "stop-requested", "runner.log"
-LOCK_FILE = "runner.lock"
+LOCK_FILE, SUBMIT_LOCK = "runner.lock", "submit.lock"
 
 
 def default_quota() -> dict[str, int]:
@@ -69,7 +69,15 @@ class LocalBackend:
 
     # --- the seam -------------------------------------------------------------------------
     def submit(self, spec: WorkflowSpec) -> WorkflowStatus:
+        """Get or create the run: one submit per name at a time, so of two racing submits
+        with different specs one creates the run and the other is refused."""
         run_dir = self.runs_dir / spec.name
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with open(run_dir / SUBMIT_LOCK, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return self._get_or_create(run_dir, spec)
+
+    def _get_or_create(self, run_dir: Path, spec: WorkflowSpec) -> WorkflowStatus:
         spec_file = run_dir / SPEC_FILE
         if spec_file.exists():
             existing = WorkflowSpec.model_validate_json(spec_file.read_text())
@@ -87,7 +95,6 @@ class LocalBackend:
                 (run_dir / QUOTA_FILE).write_text(json.dumps(self.quota))
                 write_state(run_dir, retry_status(state))
             return self._launch(run_dir)  # also resumes after a runner died; results are kept
-        run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / QUOTA_FILE).write_text(json.dumps(self.quota))
         write_state(run_dir, initial_status(spec, self.quota))
         store.write_bytes_atomic(store.normalise_uri(spec_file), spec.model_dump_json().encode())
