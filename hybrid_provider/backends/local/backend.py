@@ -4,13 +4,15 @@ Like a cluster, it outlives the task that submitted to it: a detached runner pro
 work and writes the status into the run directory, so a sensor in another task (or process)
 and a retried submit find the run by name. A submit that finds the run with the same spec
 reattaches; one whose runner died resumes it, and finished batches are not run again.
+Every run on one store shares one quota and one queue (``queue.py``), as the Workloads of a
+Kueue ClusterQueue do.
 """
 
 from __future__ import annotations
 
 import fcntl
 import functools
-import json
+import logging
 import os
 import subprocess
 import sys
@@ -18,6 +20,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from hybrid_provider.backends.local.queue import Ledger, LocalQueue
 from hybrid_provider.backends.spec import WorkflowSpec
 from hybrid_provider.backends.status import (
     Admission,
@@ -29,8 +32,10 @@ from hybrid_provider.backends.status import (
 from hybrid_provider.core import store
 from hybrid_provider.core.errors import BackendError, InputError
 
+log = logging.getLogger(__name__)
+
 RUNS_FOLDER = "_runs"
-SPEC_FILE, QUOTA_FILE, STATE_FILE = "spec.json", "quota.json", "state.json"
+SPEC_FILE, STATE_FILE = "spec.json", "state.json"
 PID_FILE, STOP_FILE, LOG_FILE = "runner.pid", "stop-requested", "runner.log"
 LOCK_FILE, SUBMIT_LOCK = "runner.lock", "submit.lock"
 
@@ -53,6 +58,7 @@ class LocalBackend:
                 f"store (got {root}), or use the kubernetes backend for object storage"
             )
         self.runs_dir = Path(root.removeprefix("file://")) / RUNS_FOLDER
+        self.queue = LocalQueue(self.runs_dir.parent)
         if any(slots < 0 for slots in (quota or {}).values()):
             raise InputError(f"local quota slots must not be negative: {quota}")
         self._quota = quota or {}
@@ -89,13 +95,11 @@ class LocalBackend:
             state = read_state(run_dir)
             if state.phase.finished:
                 self._wait_for_runner_exit(run_dir)  # it writes its final state, then exits
-            if state.phase == WorkflowPhase.SUCCEEDED or self._runner_alive(run_dir):
+            if state.phase == WorkflowPhase.SUCCEEDED or runner_alive(run_dir):
                 return self.status(spec.name)
             if state.phase.finished:  # failed or stopped: a new try runs what did not finish
-                (run_dir / QUOTA_FILE).write_text(json.dumps(self.quota))
                 write_state(run_dir, retry_status(state))
             return self._launch(run_dir)  # also resumes after a runner died; results are kept
-        (run_dir / QUOTA_FILE).write_text(json.dumps(self.quota))
         write_state(run_dir, initial_status(spec, self.quota))
         store.write_bytes_atomic(store.normalise_uri(spec_file), spec.model_dump_json().encode())
         return self._launch(run_dir)
@@ -103,7 +107,7 @@ class LocalBackend:
     def status(self, workflow_name: str) -> WorkflowStatus:
         run_dir = self._existing(workflow_name)
         status = read_state(run_dir)
-        if not status.phase.finished and not self._runner_alive(run_dir):
+        if not status.phase.finished and not runner_alive(run_dir):
             status.phase = WorkflowPhase.ERROR
             status.message = f"the local runner exited unexpectedly; see {run_dir / LOG_FILE}"
         return status
@@ -111,7 +115,7 @@ class LocalBackend:
     def stop(self, workflow_name: str) -> None:
         run_dir = self._existing(workflow_name)
         (run_dir / STOP_FILE).write_text(datetime.now(timezone.utc).isoformat())
-        if not self._runner_alive(run_dir):
+        if not runner_alive(run_dir):
             status = read_state(run_dir)
             if not status.phase.finished:
                 status.phase, status.message = WorkflowPhase.FAILED, "Stopped"
@@ -137,17 +141,25 @@ class LocalBackend:
         return run_dir
 
     def _launch(self, run_dir: Path) -> WorkflowStatus:
-        """Start a runner that holds the run's lock for as long as it lives.
+        """Queue the run's unfinished batches and start a runner that holds the run's lock
+        for as long as it lives.
 
         The lock is taken here and its file descriptor handed to the child, so there is no
         moment in which the run looks abandoned; it is released when the runner dies, however.
+        All of it happens in one queue transaction: no runner sees the run half-launched.
         """
         (run_dir / STOP_FILE).unlink(missing_ok=True)
-        with open(run_dir / LOCK_FILE, "a") as lock, open(run_dir / LOG_FILE, "ab") as log:
+        with (
+            self.queue.transaction() as ledger,
+            open(run_dir / LOCK_FILE, "a") as lock,
+            open(run_dir / LOG_FILE, "ab") as log,
+        ):
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                return self.status(run_dir.name)  # another submit just started it
+                return self.status(run_dir.name)  # a runner or a liveness probe holds it
+            status = self._enqueue(ledger, read_state(run_dir))
+            write_state(run_dir, status)
             process = subprocess.Popen(
                 [sys.executable, "-m", "hybrid_provider.backends.local.runner", str(run_dir)],
                 stdout=log,
@@ -157,37 +169,65 @@ class LocalBackend:
                 start_new_session=True,  # outlive the Airflow task that started it
             )
         (run_dir / PID_FILE).write_text(str(process.pid))
-        return read_state(run_dir)
+        return status
+
+    def _enqueue(self, ledger: Ledger, status: WorkflowStatus) -> WorkflowStatus:
+        """Give the store's queue this submit's quota, and queue the run's unfinished batches
+        (a resumed run keeps the place its first submission gave it)."""
+        if ledger.quota and ledger.quota != self.quota:
+            log.warning(
+                "the local queue of %s changes its quota from %s to %s (this submit's "
+                "local_quota); every run on this store admits under it from now on",
+                self.runs_dir.parent,
+                ledger.quota,
+                self.quota,
+            )
+        ledger.quota = dict(self.quota)
+        unfinished = {
+            b.index: b.flavor
+            for b in status.batches
+            if b.phase in (BatchPhase.PENDING, BatchPhase.RUNNING)
+        }
+        ledger.track(status.name, status.started_at, unfinished, admitted=set())
+        show_positions(status, ledger.positions(status.name))
+        return status
 
     def _wait_for_runner_exit(self, run_dir: Path, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
-        while self._runner_alive(run_dir) and time.monotonic() < deadline:
+        while runner_alive(run_dir) and time.monotonic() < deadline:
             time.sleep(0.05)
 
-    @staticmethod
-    def _runner_alive(run_dir: Path) -> bool:
-        with open(run_dir / LOCK_FILE, "a") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            return False
+
+def runner_alive(run_dir: Path) -> bool:
+    """Whether a runner holds the run's lock (a run whose folder is gone has none)."""
+    if not run_dir.is_dir():
+        return False
+    with open(run_dir / LOCK_FILE, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        return False
+
+
+def show_positions(status: WorkflowStatus, positions: dict[int, int]) -> None:
+    """Each waiting batch's place in the store's queue, for the sensor to report."""
+    for batch in status.batches:
+        if batch.phase == BatchPhase.PENDING:
+            batch.queue_position = positions.get(batch.index)
 
 
 def initial_status(spec: WorkflowSpec, quota: dict[str, int]) -> WorkflowStatus:
+    """The state of a new run; its queue positions are set when it is queued."""
     now = datetime.now(timezone.utc)
     batches = []
-    position: dict[str, int] = {}
     for task in spec.batches:
         slots = quota.get(task.flavor, 0)
-        queued = position.get(task.flavor, 0)
-        position[task.flavor] = queued + 1
         batches.append(
             BatchStatus(
                 index=task.index,
                 flavor=task.flavor,
                 admission=Admission.PENDING,
-                queue_position=queued,
                 reason="Pending" if slots else "NoQuota",
                 message=None if slots else f"the local queue has no {task.flavor} slots here",
                 pending_since=now,

@@ -1,14 +1,15 @@
 """The detached process behind the local backend: admits batches by quota, runs them in a pool.
 
-Admission mirrors Kueue: a batch waits (with its queue position) until its flavor has a free
-slot, then runs; a batch whose result is already stored finishes at once. Unexpected worker
-errors are retried once (like Argo's retryStrategy for transient failures); bad input is not.
+Admission mirrors Kueue: a batch waits (with its position in the store's queue, shared with
+every run on the store) until its flavor has a free slot and every batch ahead of it has been
+admitted, then runs; a batch whose result is already stored finishes at once. Unexpected
+worker errors are retried once (like Argo's retryStrategy for transient failures); bad input
+is not.
 Run as ``python -m hybrid_provider.backends.local.runner RUN_DIR``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing
 import os
@@ -21,12 +22,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from hybrid_provider.backends.local.backend import (
-    QUOTA_FILE,
     SPEC_FILE,
     STOP_FILE,
     read_state,
+    runner_alive,
+    show_positions,
     write_state,
 )
+from hybrid_provider.backends.local.queue import LocalQueue, Workload
 from hybrid_provider.backends.spec import WorkflowSpec
 from hybrid_provider.backends.status import (
     Admission,
@@ -69,15 +72,19 @@ class Runner:
     def __init__(self, run_dir: Path):
         self.run_dir = run_dir
         self.spec = WorkflowSpec.model_validate_json((run_dir / SPEC_FILE).read_text())
-        self.quota: dict[str, int] = json.loads((run_dir / QUOTA_FILE).read_text())
+        self.queue = LocalQueue(run_dir.parent.parent)
+        with self.queue.transaction() as ledger:
+            self.quota: dict[str, int] = dict(ledger.quota)
         self.status: WorkflowStatus = read_state(run_dir)
         self.running: dict[Future, BatchStatus] = {}
-        workers = max(
+        self.workers = max(
             1, min(sum(self.quota.get(f, 0) for f in self.spec.flavors), os.cpu_count() or 1)
         )
-        self.threads = max(1, (os.cpu_count() or 1) // workers)
+        self.threads = max(1, (os.cpu_count() or 1) // self.workers)
         self.pool = ProcessPoolExecutor(
-            workers, mp_context=multiprocessing.get_context("fork"), initializer=_die_with_parent
+            self.workers,
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=_die_with_parent,
         )
 
     def run(self) -> None:
@@ -96,6 +103,8 @@ class Runner:
                     time.sleep(POLL_SECONDS)
         finally:
             self.pool.shutdown(wait=False, cancel_futures=True)
+            with self.queue.transaction() as ledger:  # free our slots, leave the queue
+                ledger.track(self.spec.name, self.status.started_at, {}, admitted=set())
         self._conclude()
 
     def _resume(self) -> None:
@@ -117,29 +126,50 @@ class Runner:
         return not admittable or bool(self.status.failed_batches)
 
     def _admit(self) -> None:
-        if self.status.failed_batches:
-            return  # like Argo's fail-fast: admit nothing new once a batch has failed
-        in_use: dict[str, int] = {}
-        for batch in self.running.values():
-            in_use[batch.flavor] = in_use.get(batch.flavor, 0) + 1
-        for batch in self.status.batches:
-            if batch.phase != BatchPhase.PENDING:
-                continue
-            if in_use.get(batch.flavor, 0) >= self.quota.get(batch.flavor, 0):
-                continue
-            in_use[batch.flavor] = in_use.get(batch.flavor, 0) + 1
-            self._start(batch)
-        self._renumber_queue()
-        self._save()
+        """Start what the store's queue admits now, and show where the rest waits."""
+        before = [b.queue_position for b in self.status.batches]
+        pending = {b.index: b for b in self.status.batches if b.phase == BatchPhase.PENDING}
+        admitted, positions = self._turn_at_queue(pending)
+        for workload in admitted:  # outside the transaction: a new worker must not inherit it
+            self._start(pending[workload.index], workload.admitted_at)
+        show_positions(self.status, positions)
+        if admitted or before != [b.queue_position for b in self.status.batches]:
+            self._save()
 
-    def _start(self, batch: BatchStatus) -> None:
+    def _turn_at_queue(
+        self, pending: dict[int, BatchStatus]
+    ) -> tuple[list[Workload], dict[int, int]]:
+        """Free the slots of our finished batches and of runs whose runner is gone, then admit
+        ours at the head of the queue; returns them and the places of those still waiting."""
+        failing = bool(self.status.failed_batches)  # like Argo's fail-fast: admit nothing new
+        with self.queue.transaction() as ledger:
+            gone = ledger.reap(
+                lambda run: run == self.spec.name or runner_alive(self.run_dir.parent / run)
+            )
+            ledger.track(
+                self.spec.name,
+                self.status.started_at,
+                {} if failing else {i: b.flavor for i, b in pending.items()},
+                admitted={b.index for b in self.running.values()},
+            )
+            room = 0 if failing else self.workers - len(self.running)
+            admitted = ledger.admit(self.spec.name, room, _now())
+            positions, quota = ledger.positions(self.spec.name), dict(ledger.quota)
+        if gone:
+            log.info("freed the slots of %s: the runner is gone", ", ".join(gone))
+        if quota != self.quota:
+            log.info("the store's local queue now has the quota %s", quota)
+            self.quota = quota
+        return admitted, positions
+
+    def _start(self, batch: BatchStatus, admitted_at: datetime) -> None:
         batch.phase, batch.admission, batch.queue_position = (
             BatchPhase.RUNNING,
             Admission.ADMITTED,
             None,
         )
         batch.reason, batch.message = "Admitted", None
-        batch.started_at, batch.attempts = _now(), batch.attempts + 1
+        batch.started_at, batch.attempts = admitted_at, batch.attempts + 1
         future = self.pool.submit(
             _run_batch_in_worker,
             self.spec.manifest_uri,
@@ -207,13 +237,6 @@ class Runner:
             batch.finished_at = _now()
         self.running.clear()
         self.status.phase, self.status.message = WorkflowPhase.FAILED, "Stopped"
-
-    def _renumber_queue(self) -> None:
-        position: dict[str, int] = {}
-        for batch in self.status.batches:
-            if batch.phase == BatchPhase.PENDING:
-                batch.queue_position = position.get(batch.flavor, 0)
-                position[batch.flavor] = batch.queue_position + 1
 
     def _conclude(self) -> None:
         status = self.status
