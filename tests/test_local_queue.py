@@ -71,6 +71,9 @@ def test_track_keeps_running_batches_requeues_the_rest_and_drops_finished_ones()
     ledger.track("a", T0, queued={1: "cpu", 2: "gpu"}, admitted={0})  # 1 was left by a dead runner
     mine = {w.index: w.admitted_at for w in ledger.workloads if w.run == "a"}
     assert mine == {0: T1, 1: None, 2: None}
+    unchanged = ledger.model_dump_json()
+    ledger.track("b", T1, queued={0: "cpu", 1: "gpu"}, admitted=set())  # b as it was
+    assert ledger.model_dump_json() == unchanged  # a turn that changes nothing writes nothing
     ledger.track("a", T0, queued={}, admitted=set())  # the run leaves the queue
     assert {w.run for w in ledger.workloads} == {"b"}
 

@@ -76,7 +76,8 @@ class Ledger(BaseModel):
             for index, flavor in queued.items()
             if index not in kept
         ]
-        self.workloads = others + list(kept.values()) + waiting
+        # in queue order, so that a turn that changes nothing leaves the file as it was
+        self.workloads = sorted([*others, *kept.values(), *waiting], key=lambda w: w.order)
 
     def reap(self, alive: Callable[[str], bool]) -> list[str]:
         """Drop the workloads of runs whose runner is gone; returns those runs."""
