@@ -22,8 +22,9 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from hybrid_provider.backends.local import backend as local_backend
 from hybrid_provider.backends.local.environment import runner_environment
-from hybrid_provider.backends.spec import WorkflowSpec
+from hybrid_provider.backends.spec import BatchTask, WorkflowSpec
 from hybrid_provider.core.errors import InputError
+from hybrid_provider.core.execute.options import ExecutionOptions
 from hybrid_provider.hooks.hybrid_quantum import HybridQuantumHook
 from hybrid_provider.operators.submit import ArgoSubmitOperator
 
@@ -73,6 +74,22 @@ def test_connection_validation_errors_name_the_field_never_the_value(monkeypatch
     assert MARKER not in shown
     assert all(field in str(raised.value) for field in fields), str(raised.value)
     assert "docs/kubernetes.md" in str(raised.value)
+
+
+def test_a_bad_resource_count_is_named_when_the_workflow_is_compiled(monkeypatch):
+    extra = {"backend": "kubernetes", "namespace": "ns", "resources": {"qpu": {"qpu": MARKER}}}
+    monkeypatch.setenv("AIRFLOW_CONN_HQ_BAD", connection(extra))
+    batch = BatchTask(index=0, flavor="qpu", num_subexperiments=1)
+    spec = WorkflowSpec(
+        name="w",
+        manifest_uri="file:///m",
+        job_name="j",
+        execution=ExecutionOptions(),
+        batches=[batch],
+    )
+    with pytest.raises(InputError, match="resources.qpu.qpu") as raised:
+        HybridQuantumHook("hq_bad").get_backend().compile(spec)
+    assert MARKER not in "".join(traceback.format_exception(raised.value))
 
 
 def test_a_bad_connection_fails_the_task_without_its_values(monkeypatch, tmp_path):
