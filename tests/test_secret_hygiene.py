@@ -204,7 +204,7 @@ def test_no_secret_in_logs_xcoms_templates_store_report_workflow_or_runner(
     assert xcoms and rendered and any("AAAAAABBBBBB" in fields for fields in rendered)
     assert (planted / "nightly-results" / "2026-12-01.csv").exists()
     assert list(planted.rglob("report.html")) and list(planted.rglob("runner.log"))
-    assert "secretRef" in workflow or "secretKeyRef" in workflow  # store credentials by name
+    assert "secretRef" in workflow  # the store's credentials, by the Secret's name
     assert environments and all(b"PATH=" in environ for environ in environments)
 
     assert MARKER not in logs.out + logs.err and not log_files
