@@ -242,7 +242,6 @@ def airflow_api(job, airflow_db):
 
     settings = {
         "AIRFLOW__CORE__AUTH_MANAGER": f"{__name__}.HidesOneDag",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "AIRFLOW__API_AUTH__JWT_SECRET": "report-access-test-secret-" + "x" * 40,
         "AIRFLOW__HYBRID_QUANTUM__STORE_URI": job["store_uri"],
     }
