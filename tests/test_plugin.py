@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from urllib.parse import parse_qs, urlsplit
@@ -13,6 +12,9 @@ from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
 from fastapi.testclient import TestClient
 
 from hybrid_provider import plugins
+from hybrid_provider.core import store
+from hybrid_provider.core.manifest import MANIFEST_NAME
+from hybrid_provider.core.provenance import Origin
 from hybrid_provider.core.reconstruct.report import write_report
 
 try:
@@ -26,20 +28,19 @@ OUTSIDER = "outsider"
 
 
 def set_origin(job_dir, dag_id: str | None) -> None:
-    """Record in the job's manifest which DAG made it (None: the CLI), as operators do."""
-    manifest_file = job_dir / "manifest.json"
-    manifest = json.loads(manifest_file.read_text())
+    """Record another maker in a copied job's manifest (None: the CLI), sealed again."""
+    manifest_uri = store.normalise_uri(job_dir / MANIFEST_NAME)
+    manifest = store.read_sealed_json(manifest_uri, "manifest")
     origin = None if dag_id is None else {"dag_id": dag_id, "run_id": "r", "task_id": "cut"}
-    manifest["provenance"] = {"origin": origin}
-    manifest_file.write_text(json.dumps(manifest))
+    manifest["provenance"]["origin"] = origin
+    store.write_sealed_json(manifest_uri, manifest)
 
 
 @pytest.fixture(scope="module")
 def job(tmp_path_factory):
     root = tmp_path_factory.mktemp("store")
-    job = make_job(root)
+    job = make_job(root, origin=Origin(dag_id=HIDDEN_DAG, run_id="run_1", task_id="cut"))
     write_report(job["manifest_uri"], exact=None)
-    set_origin(job["job_dir"], HIDDEN_DAG)
     (root / "secret.txt").write_text("not for browsers")
     return job
 
@@ -157,7 +158,7 @@ def test_refuses_folders_that_are_not_jobs(job, client):
     shutil.copy(job["job_dir"] / "manifest.json", root / "_runs/nightly-run-1/manifest.json")
     assert client.get("/reports/_runs/nightly-run-1/report.html").status_code == 404
     not_json = copy_job(job, "nightly/run_4/cut")
-    (not_json / "manifest.json").write_text("[]")
+    (not_json / MANIFEST_NAME).write_text("[]")
     assert client.get("/reports/nightly/run_4/cut/report.html").status_code == 404
 
 
