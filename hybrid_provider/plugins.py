@@ -30,14 +30,13 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from hybrid_provider.backends.local.backend import RUNS_FOLDER  # runs' state: not jobs
 from hybrid_provider.core import store
 from hybrid_provider.core.manifest import MANIFEST_NAME
 from hybrid_provider.core.reconstruct.report import REPORT_FILES, REPORT_HTML
 
 URL_PREFIX = "/hybrid-quantum"
 REPORTS_ROUTE = "/reports"
-#: The local backend's run folders (state, logs) sit in the store but are not jobs.
-RUNS_FOLDER = "_runs"
 _MEDIA_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".png": "image/png",
