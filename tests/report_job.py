@@ -15,6 +15,7 @@ from hybrid_provider.core.execute.batch import run_batch
 from hybrid_provider.core.execute.options import execution_options
 from hybrid_provider.core.inputs import load_circuit, parse_observables
 from hybrid_provider.core.manifest import artifact_uri
+from hybrid_provider.core.provenance import Origin
 from hybrid_provider.core.reconstruct.combine import reconstruct_job
 
 QASM = """OPENQASM 2.0;
@@ -30,12 +31,15 @@ OBSERVABLES = ["ZZZZ", "XXXX", "IZZI"]
 JOB_NAME = "nightly/run_1/cut"
 
 
-def make_job(root: Path, *, shots: int = 4000) -> dict:
-    """Cut, run and reconstruct the job under ``root``; returns its URIs and the result."""
+def make_job(root: Path, *, shots: int = 4000, origin: Origin | None = None) -> dict:
+    """Cut, run and reconstruct the job under ``root``; returns its URIs and the result.
+
+    ``origin``: the Airflow task recorded as the job's maker (None: as the CLI cuts it).
+    """
     store_uri = store.normalise_uri(root)
     circuit = load_circuit(QASM)
     plan = plan_cuts(circuit, parse_observables(OBSERVABLES, 4), partition_labels="AABB")
-    job = write_job(circuit, plan, store_uri, JOB_NAME, 2)
+    job = write_job(circuit, plan, store_uri, JOB_NAME, 2, origin=origin)
     options = execution_options(mode="shots", shots=shots, seed=7)
     for index in range(job.manifest.num_batches):
         run_batch(job.manifest_uri, index, options)

@@ -49,4 +49,7 @@ def get_backend(name: str, **config) -> WorkflowBackend:
                 "the kubernetes backend is not available in this installation"
             ) from exc
         return KubernetesBackend(**config)
-    raise InputError(f"unknown backend '{name}': use one of {', '.join(BACKENDS)}")
+    raise InputError(  # the name is not echoed: it may come from a connection (one rule for all)
+        f"unknown backend: the task's backend argument or the connection's backend field must "
+        f"be one of {', '.join(BACKENDS)}"
+    )

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+    from pydantic_core import ErrorDetails
+
 
 class HybridQuantumError(Exception):
     """Base class: the message names the problem and what to do about it."""
@@ -21,3 +27,25 @@ class ArtifactError(HybridQuantumError):
 
 class BackendError(HybridQuantumError):
     """The workflow backend is unknown, unreachable or refused the request."""
+
+
+def invalid_fields(what: str, exc: ValidationError, fix: str) -> InputError:
+    """An InputError naming each invalid field and what is wrong with it, never its value.
+
+    Pydantic's own message quotes every input, and a connection's extras may hold secrets (a
+    misspelt key's value often is one), so only the field's location and the problem are kept.
+    Raise it ``from None``: a chained ValidationError would print the values in the traceback.
+    """
+    problems = "; ".join(
+        f"{'.'.join(map(str, error['loc'])) or 'value'}: {_problem(error)}"
+        for error in exc.errors(include_url=False, include_context=False, include_input=False)
+    )
+    return InputError(
+        f"invalid {what} ({problems}); {fix} (values are not shown: they may be secret)"
+    )
+
+
+def _problem(error: ErrorDetails) -> str:
+    if error["type"] == "extra_forbidden":
+        return "not a known field"
+    return error["msg"].removeprefix("Value error, ")

@@ -38,7 +38,7 @@ from hybrid_provider.backends.kubernetes.status import (
 from hybrid_provider.backends.spec import WorkflowSpec
 from hybrid_provider.backends.status import WorkflowStatus
 from hybrid_provider.constants import ARGO_WORKFLOW_LABEL, KUEUE_JOB_UID_LABEL
-from hybrid_provider.core.errors import BackendError, InputError
+from hybrid_provider.core.errors import BackendError, InputError, invalid_fields
 
 DEFAULT_CONN_ID = "kubernetes_default"
 FAILED_PHASES = ("Failed", "Error")
@@ -80,7 +80,11 @@ class KubernetesBackend:
         try:
             KubernetesOptions(**self._raw_options)  # fail early on a misspelt extra
         except ValidationError as exc:
-            raise InputError(f"invalid kubernetes backend options: {exc}") from exc
+            raise invalid_fields(
+                "kubernetes backend options in the hybrid_quantum connection's extras",
+                exc,
+                "the fields and their types are listed in docs/kubernetes.md",
+            ) from None
         self._hook = None
 
     # --- configuration ---------------------------------------------------------------------

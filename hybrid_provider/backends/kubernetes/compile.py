@@ -150,7 +150,10 @@ def _container_resources(flavor: str, options: KubernetesOptions) -> m.ResourceR
         if count in (None, 0, "0"):
             continue
         if not str(count).isdigit():
-            raise InputError(f"{key} count for flavor {flavor} must be a whole number, got {count}")
+            raise InputError(  # the value is not echoed: it comes from a connection
+                f"resources.{flavor}.{key} in the connection's extras must be a whole number "
+                f"of {key}s (e.g. 1)"
+            )
         # Extended resources cannot be overcommitted: request and limit are the same integer.
         requests[resource] = limits[resource] = str(int(count))
     return m.ResourceRequirements(

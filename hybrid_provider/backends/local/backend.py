@@ -20,6 +20,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from hybrid_provider.backends.local.environment import runner_environment
 from hybrid_provider.backends.local.queue import Ledger, LocalQueue
 from hybrid_provider.backends.spec import WorkflowSpec
 from hybrid_provider.backends.status import (
@@ -165,6 +166,7 @@ class LocalBackend:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                env=runner_environment(),  # no connection, Airflow or store secrets
                 pass_fds=(lock.fileno(),),
                 start_new_session=True,  # outlive the Airflow task that started it
             )
