@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,8 @@ RUN_ID = "browser_check"
 RUN_CONF = {"mode": "shots", "shots": 20000}
 OBSERVABLES = ["ZZZZZZZZZZZZ", "XXXXXXXXXXXX", "IIIIIZZIIIII", "IIIIIIIIIIZZ"]
 TASKS = ["prepare_inputs", "cut", "submit", "wait", "reconstruct", "publish"]
+POKE_INTERVAL_S = 5  # the example DAG's wait
+TASK_START_SLACK_S = 25  # the scheduler queues the resumed task, the executor starts a process
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
 
@@ -281,3 +284,35 @@ def test_run_in_the_browser(airflow, finished_run, screenshots):
             page.screenshot(path=screenshots / "07-report.png", full_page=True)
         finally:
             browser.close()
+
+
+def test_three_runs_in_a_row_finish_every_task_on_its_first_try(airflow, finished_run):
+    """No phantom retries: under ``airflow standalone`` a reschedule-mode sensor could be failed
+    by the scheduler on a stale executor event for its previous poke (apache/airflow#71172) and
+    retried after ``retry_delay``; the wait defers to the triggerer instead, and the end of the
+    workflow is noticed within a poke interval (plus the task's own start-up)."""
+    from hybrid_provider.core.execute.record import read_record
+    from hybrid_provider.core.manifest import load_manifest
+
+    api = finished_run["api"]
+    for number in range(3):
+        run_id = f"first_try_{number}"
+        body = {"dag_run_id": run_id, "logical_date": f"2026-11-0{number + 2}T00:00:00Z"}
+        api.ok("POST", f"/dags/{DAG_ID}/dagRuns", json={**body, "conf": RUN_CONF})
+
+        def finished(run_id: str = run_id) -> str | None:
+            state = api.ok("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}")["state"]
+            return state if state in ("success", "failed") else None
+
+        assert wait_for(f"run {run_id}", finished, timeout=300, every=2) == "success"
+        instances = api.ok("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances")
+        tries = {ti["task_id"]: ti["try_number"] for ti in instances["task_instances"]}
+        assert tries == dict.fromkeys(TASKS, 1), f"{run_id}: {tries}"
+        wait = next(ti for ti in instances["task_instances"] if ti["task_id"] == "wait")
+        manifest_uri = api.ok(
+            "GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/cut/xcomEntries/manifest_uri"
+        )["value"]
+        manifest = load_manifest(manifest_uri)
+        last_batch = max(read_record(manifest_uri, b.index).finished_at for b in manifest.batches)
+        noticed = datetime.fromisoformat(wait["end_date"]) - last_batch
+        assert noticed.total_seconds() < POKE_INTERVAL_S + TASK_START_SLACK_S, noticed

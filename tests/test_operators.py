@@ -322,3 +322,39 @@ def test_the_local_quota_comes_from_the_connection_form_as_json(tmp_path, monkey
     )
     with pytest.raises(InputError, match="local_quota must be JSON"):
         HybridQuantumHook("hq_quota").get_backend()
+
+
+def test_the_wait_defers_by_default_and_never_reschedules():
+    """Reschedule mode meets apache/airflow#71172 (phantom retries): deferral is the default,
+    poke mode the fallback without a triggerer."""
+    assert KueueWaitSensor(task_id="wait", workflow_name="w").deferrable
+    fallback = KueueWaitSensor(task_id="w2", workflow_name="w", deferrable=False)
+    assert (fallback.deferrable, fallback.mode) == (False, "poke")
+
+
+def test_a_deferred_wait_resumes_with_the_record_of_every_batch(tmp_path, circuit_text, capsys):
+    import asyncio
+
+    from airflow.sdk.exceptions import TaskDeferred
+
+    _, text = circuit_text
+    cut = _cut(tmp_path, text)
+    submitted = ArgoSubmitOperator(
+        task_id="submit", manifest_uri=cut["manifest_uri"], store_uri=str(tmp_path)
+    ).execute(CONTEXT)
+    sensor = KueueWaitSensor(
+        task_id="wait", workflow_name=submitted["workflow_name"], store_uri=str(tmp_path),
+        poke_interval=0.2,
+    )  # fmt: skip
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(CONTEXT)
+
+    async def first_event():
+        async for event in deferred.value.trigger.run():
+            return event.payload
+
+    event = asyncio.run(asyncio.wait_for(first_event(), timeout=90))
+    capsys.readouterr()
+    assert sensor.execute_complete(CONTEXT, event)["progress"] == "3/3"
+    log = capsys.readouterr().out
+    assert all(f"batch {n}/3 done" in log for n in (1, 2, 3))

@@ -1,6 +1,6 @@
 """Argo Workflows and Kueue through the Kubernetes API, on cncf-kubernetes' hooks.
 
-``ArgoKueueHook`` (sync, for operators and reschedule-mode sensors) and
+``ArgoKueueHook`` (sync, for operators and poking sensors) and
 ``AsyncArgoKueueHook`` (for the trigger) subclass ``KubernetesHook`` and
 ``AsyncKubernetesHook``: cluster access is configured once, in a ``kubernetes`` connection,
 and nowhere else. Objects go in and come out as plain JSON dicts (what ``kubectl get -o json``

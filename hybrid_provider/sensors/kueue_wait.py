@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue, conf
+from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException
 
 from hybrid_provider.backends.status import BatchPhase, WorkflowStatus
@@ -39,8 +39,13 @@ class KueueWaitSensor(UsesHybridConnection, BaseSensorOperator):
     :param queue_wait_timeout: fail when batches have waited this long for quota with none of
         the workflow's batches running. Separate from ``timeout``, which bounds the whole wait,
         so a full queue and a slow run are told apart.
-    :param deferrable: wait in the triggerer (``KueueWaitTrigger``) instead of rescheduling.
-        Works on both backends; on the local one the trigger reads the local status file.
+    :param deferrable: wait in the triggerer (``KueueWaitTrigger``), the default. Works on both
+        backends (on the local one the trigger reads the local status file), and under
+        ``dag.test()`` / ``airflow dags test``, which run triggers in process. Without a
+        triggerer, pass ``False``: the sensor then pokes in ``poke`` mode, holding a worker slot.
+        ``mode="reschedule"`` is still accepted but not the default: Airflow's scheduler can fail
+        a rescheduled sensor on the stale executor event of its previous poke
+        (apache/airflow#71172), which costs a retry and its ``retry_delay``.
     :param stop_on_kill: stop the workflow when this task is killed (also while deferred), and
         when the wait gives up on it (a batch that cannot start, the queue-wait timeout).
     """
@@ -54,11 +59,11 @@ class KueueWaitSensor(UsesHybridConnection, BaseSensorOperator):
         workflow_name: str,
         target: str = "finished",
         queue_wait_timeout: timedelta | float | None = None,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        deferrable: bool = True,
         stop_on_kill: bool = True,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("mode", "reschedule")
+        kwargs.setdefault("mode", "poke")  # reschedule mode meets apache/airflow#71172
         kwargs.setdefault("poke_interval", 10)
         super().__init__(**kwargs)
         if target not in TARGETS:
@@ -154,7 +159,16 @@ class KueueWaitSensor(UsesHybridConnection, BaseSensorOperator):
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        """Resumed after the trigger fired: log the whole run's batches once, then decide.
+
+        The triggerer's lines are progress only; this final section of the task log is the
+        record of every batch, as the last poke is in poke mode.
+        """
         state, message = event.get("state"), event.get("message", "")
+        try:
+            self._log_progress(self.hook.get_backend().status(self.workflow_name))
+        except Exception as exc:  # noqa: BLE001 (the trigger's verdict stands without it)
+            self.log.warning("Could not read the final status of %s: %s", self.workflow_name, exc)
         if state == DONE:
             self.log.info("%s", message)
             return event.get("summary")

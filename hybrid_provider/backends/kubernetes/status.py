@@ -1,7 +1,7 @@
 """Normalise an Argo Workflow, its pods and their Kueue Workloads into a WorkflowStatus.
 
 Pure functions over the JSON the Kubernetes API returns, shared by the sync backend (sensor
-in reschedule mode) and the async one (trigger). Admission comes from the pods' Workloads and
+in poke mode) and the async one (trigger). Admission comes from the pods' Workloads and
 never from the workflow phase: Argo reports ``Running`` while every pod still waits for quota.
 """
 
