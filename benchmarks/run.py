@@ -227,7 +227,7 @@ def compare_reconstruction(case, plan, prepared, options) -> dict:
         "case": case.name,
         "shots": options.shots,
         "experiments": f"{len(choices.coefficients) * sum(r.num_groups for r in refs)}"
-        f" ({outcomes.count} distinct)",
+        f" ({outcomes.num_experiments} distinct)",
         "addon_shots": addon_shots,
         "our_shots": shots_total,
         "ours_s": mine.seconds,

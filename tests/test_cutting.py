@@ -230,7 +230,7 @@ def test_reconstruction_equals_the_addons_on_the_same_sampler_results(tmp_path):
     for batch in manifest.batches:
         outcomes, _ = load_result(job.manifest_uri, manifest, batch.index)
         circuits += qpy.load(io.BytesIO(read_artifact(job.manifest_uri, batch, "batch")))
-        for j in range(outcomes.count):
+        for j in range(outcomes.num_experiments):
             window = slice(outcomes.offsets[j], outcomes.offsets[j + 1])
             outcomes_by_experiment.append(
                 (

@@ -19,7 +19,11 @@ from hybrid_provider.core.cut.plan import CutPlan
 from hybrid_provider.core.errors import InputError
 from hybrid_provider.core.execute import direct, simulate
 from hybrid_provider.core.execute.allocation import allocate_shots
-from hybrid_provider.core.execute.options import DEFAULT_SAMPLER, ExecutionOptions
+from hybrid_provider.core.execute.options import (
+    DEFAULT_SAMPLER,
+    ExecutionOptions,
+    ShotAllocation,
+)
 from hybrid_provider.core.execute.outcomes import Outcomes, build_outcomes
 from hybrid_provider.core.manifest import SubsystemRef
 from hybrid_provider.core.reconstruct import arrays
@@ -69,7 +73,7 @@ def sample_outcomes(
         raise InputError("sample_outcomes is for shot mode; exact mode needs no outcomes")
     choices = choices or distinct_choices(plan)
     shots = allocate_shots(
-        options.shots,
+        options.shots or 0,
         choices.coefficients,
         layouts(plan, choices),
         {s.label: s.index for s in choices.subsystems},
@@ -131,7 +135,7 @@ def estimate_in_process(
 
 
 def predicted_std_errors(
-    plan: CutPlan, shots: int, allocation: str = "uniform", device: str = "cpu"
+    plan: CutPlan, shots: int, allocation: ShotAllocation = "uniform", device: str = "cpu"
 ) -> np.ndarray:
     """Delta-method standard errors an allocation would give, evaluated at the exact factors.
 

@@ -13,6 +13,7 @@ import json
 import os
 import random
 from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
 from hybrid_provider.core import store
@@ -28,7 +29,8 @@ from hybrid_provider.core.manifest import JobManifest, load_manifest
 from hybrid_provider.core.provenance import THREADS_VARIABLE, software
 
 
-class BatchCheck(NamedTuple):
+@dataclass(frozen=True)
+class BatchCheck:
     """The verdict on one batch; ``differences`` maps a provenance field to (stored, rerun)."""
 
     index: int
@@ -56,7 +58,7 @@ class Verification(NamedTuple):
         return {
             "manifest_uri": self.manifest_uri,
             "ok": self.ok,
-            "batches": [check._asdict() for check in self.checks],
+            "batches": [asdict(check) for check in self.checks],
         }
 
 

@@ -142,7 +142,7 @@ class KueueWaitSensor(UsesHybridConnection, BaseSensorOperator):
         status = backend.status(self.workflow_name)  # fail fast on a missing workflow
         self._log_progress(status)
         decided = self._decide(status)
-        if decided:
+        if isinstance(decided, PokeReturnValue):
             return decided.xcom_value
         self.defer(
             trigger=KueueWaitTrigger(

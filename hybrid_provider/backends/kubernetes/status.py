@@ -330,13 +330,13 @@ def build_status(
         )
     phase_text = wf_status.get("phase") or "Pending"
     try:
-        phase = WorkflowPhase(phase_text)
+        workflow_phase = WorkflowPhase(phase_text)
     except ValueError:
-        phase = WorkflowPhase.PENDING
+        workflow_phase = WorkflowPhase.PENDING
     return WorkflowStatus(
         name=name,
         backend="kubernetes",
-        phase=phase,
+        phase=workflow_phase,
         message=wf_status.get("message"),
         started_at=parse_time(wf_status.get("startedAt"))
         or parse_time(workflow["metadata"].get("creationTimestamp")),

@@ -190,7 +190,9 @@ class LocalBackend:
             for b in status.batches
             if b.phase in (BatchPhase.PENDING, BatchPhase.RUNNING)
         }
-        ledger.track(status.name, status.started_at, unfinished, admitted=set())
+        ledger.track(
+            status.name, status.started_at or datetime.now(timezone.utc), unfinished, admitted=set()
+        )
         show_positions(status, ledger.positions(status.name))
         return status
 

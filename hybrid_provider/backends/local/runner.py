@@ -104,7 +104,7 @@ class Runner:
         finally:
             self.pool.shutdown(wait=False, cancel_futures=True)
             with self.queue.transaction() as ledger:  # free our slots, leave the queue
-                ledger.track(self.spec.name, self.status.started_at, {}, admitted=set())
+                ledger.track(self.spec.name, self.queued_since, {}, admitted=set())
         self._conclude()
 
     def _resume(self) -> None:
@@ -125,13 +125,18 @@ class Runner:
         admittable = [b for b in waiting if self.quota.get(b.flavor, 0) > 0]
         return not admittable or bool(self.status.failed_batches)
 
+    @property
+    def queued_since(self) -> datetime:
+        """The run's place in the store's queue: when it was first submitted."""
+        return self.status.started_at or _now()
+
     def _admit(self) -> None:
         """Start what the store's queue admits now, and show where the rest waits."""
         before = [b.queue_position for b in self.status.batches]
         pending = {b.index: b for b in self.status.batches if b.phase == BatchPhase.PENDING}
         admitted, positions = self._turn_at_queue(pending)
         for workload in admitted:  # outside the transaction: a new worker must not inherit it
-            self._start(pending[workload.index], workload.admitted_at)
+            self._start(pending[workload.index], workload.admitted_at or _now())
         show_positions(self.status, positions)
         if admitted or before != [b.queue_position for b in self.status.batches]:
             self._save()
@@ -148,7 +153,7 @@ class Runner:
             )
             ledger.track(
                 self.spec.name,
-                self.status.started_at,
+                self.queued_since,
                 {} if failing else {i: b.flavor for i, b in pending.items()},
                 admitted={b.index for b in self.running.values()},
             )

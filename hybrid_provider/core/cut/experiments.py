@@ -10,6 +10,7 @@ result against ``generate_cutting_experiments`` circuit for circuit.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -30,7 +31,8 @@ from qiskit_addon_cutting.utils.observable_grouping import ObservableCollection
 from hybrid_provider.core.cut.plan import CutPlan
 
 
-class SubsystemLayout(NamedTuple):
+@dataclass(frozen=True)
+class SubsystemLayout:
     """Where a subsystem's subexperiments sit in the flat list; which one each coefficient uses."""
 
     label: str
@@ -53,7 +55,8 @@ class CuttingExperiments(NamedTuple):
         return len(self.coefficients) * sum(s.num_groups for s in self.subsystems)
 
 
-class SubsystemChoices(NamedTuple):
+@dataclass(frozen=True)
+class SubsystemChoices:
     """The distinct QPD term choices of one subsystem, in first-use order."""
 
     label: str

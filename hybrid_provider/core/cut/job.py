@@ -10,7 +10,7 @@ import hashlib
 import io
 import time
 from datetime import datetime, timezone
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from qiskit import QuantumCircuit, qpy
@@ -92,7 +92,7 @@ def write_job(
         cut_seconds=round(plan_seconds + time.perf_counter() - started, 6),
         fingerprint=job_fingerprint,
         observables=plan.observables.to_labels(),
-        plan=CutSummary(**plan.summary()),
+        plan=CutSummary.model_validate(plan.summary()),
         num_subexperiments=len(experiments.circuits),
         num_subexperiments_redundant=experiments.num_redundant,
         circuit=circuit_ref,
@@ -123,7 +123,7 @@ def _qpy_bytes(circuits: list[QuantumCircuit]) -> bytes:
 
 
 def _reconstruction_bytes(experiments: CuttingExperiments) -> bytes:
-    arrays = {"coefficients": experiments.coefficients}
+    arrays: dict[str, Any] = {"coefficients": experiments.coefficients}
     arrays.update({f"index_{s.label}": s.index for s in experiments.subsystems})
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)

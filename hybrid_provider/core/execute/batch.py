@@ -11,8 +11,8 @@ import io
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import NamedTuple
 
 from qiskit import QuantumCircuit, qpy
 
@@ -44,7 +44,8 @@ from hybrid_provider.core.provenance import (
 log = logging.getLogger(__name__)
 
 
-class BatchReport(NamedTuple):
+@dataclass(frozen=True)
+class BatchReport:
     index: int
     num_subexperiments: int
     duration_s: float
@@ -154,7 +155,7 @@ def execute_circuits(
 ) -> Outcomes:
     """Outcomes of the circuits; ``shots`` (one per circuit) overrides ``options.shots``."""
     observable_bits = simulate.observable_bit_counts(circuits)
-    per_circuit = [options.shots] * len(circuits) if shots is None else [int(n) for n in shots]
+    per_circuit = [options.shots or 0] * len(circuits) if shots is None else [int(n) for n in shots]
     if sampler is not None or options.sampler != DEFAULT_SAMPLER:
         chosen = sampler if sampler is not None else samplers.resolve_sampler(options.sampler)
         if options.mode == "exact":
@@ -176,7 +177,7 @@ def batch_shots(
         return None
     coefficients, indices = read_reconstruction_data(manifest_uri, manifest)
     shots = allocate_shots(
-        options.shots, coefficients, manifest.subsystems, indices, options.shot_allocation
+        options.shots or 0, coefficients, manifest.subsystems, indices, options.shot_allocation
     )
     batch = manifest.batches[index]
     return shots[batch.first : batch.first + batch.count].tolist()
@@ -223,7 +224,7 @@ def load_result(
     except (ValueError, KeyError, OSError) as exc:
         raise ArtifactError(f"the result of batch {index} cannot be read ({exc})") from exc
     if (
-        outcomes.count != manifest.batches[index].count
+        outcomes.num_experiments != manifest.batches[index].count
         or outcomes.digest() != record.outcomes_digest
     ):
         raise ArtifactError(f"the result of batch {index} does not match its record")

@@ -22,7 +22,8 @@ plan (thousands of circuits) never sits in memory all at once.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 from qiskit import QuantumCircuit
@@ -65,7 +66,7 @@ class Program(NamedTuple):
     """
 
     width: int
-    steps: list[tuple[str, object]]
+    steps: list[tuple[str, Any]]
 
 
 def compile_subsystem(subcircuit: QuantumCircuit, fuse: bool | None = None) -> Program:
@@ -78,7 +79,7 @@ def compile_subsystem(subcircuit: QuantumCircuit, fuse: bool | None = None) -> P
     width = subcircuit.num_qubits
     fuse = width <= FUSE_MAX_QUBITS if fuse is None else fuse
     index_of = {qubit: i for i, qubit in enumerate(subcircuit.qubits)}
-    steps: list[tuple[str, object]] = []
+    steps: list[tuple[str, Any]] = []
     pending: list[tuple[object, tuple[int, ...]]] = []
 
     def flush() -> None:
@@ -202,7 +203,8 @@ def _probability_circuit(deferred: DeferredCircuit, group) -> QuantumCircuit:
     return circuit
 
 
-class SubsystemFactors(NamedTuple):
+@dataclass(frozen=True)
+class SubsystemFactors:
     """Exact mean of each subobservable (columns) for each distinct term choice (rows)."""
 
     label: str
@@ -238,7 +240,7 @@ def exact_factors(
     for subsystem in choices.subsystems:
         labels = subsystem.subobservables
         program = compile_subsystem(subsystem.subcircuit)
-        rows = []
+        rows: list[list[float]] = []
         circuits = (
             _expectation_circuit(deferred_term_circuit(program, positions), labels)
             for positions in subsystem.positions

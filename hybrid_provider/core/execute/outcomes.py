@@ -29,7 +29,7 @@ class Outcomes(NamedTuple):
     observable_bits: np.ndarray  # int64 per subexperiment
 
     @property
-    def count(self) -> int:
+    def num_experiments(self) -> int:
         return len(self.offsets) - 1
 
     def to_bytes(self) -> bytes:

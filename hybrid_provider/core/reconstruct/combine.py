@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import time
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 from qiskit.quantum_info import PauliList
@@ -29,6 +30,9 @@ from hybrid_provider.core.provenance import mixed_software
 from hybrid_provider.core.reconstruct import arrays
 
 ALL_BITS = np.uint64(0xFFFFFFFFFFFFFFFF)
+#: (means, variances) of one subsystem, each (distinct choices x observables), as arrays of the
+#: array module in use (NumPy or CuPy).
+Factors = tuple[Any, Any]
 
 
 class Reconstruction(NamedTuple):
@@ -170,10 +174,10 @@ class FactorAccumulator:
         ]
 
     def add(self, first: int, outcomes: Outcomes) -> None:
-        """Add the outcomes of flat experiments ``first .. first + outcomes.count - 1``."""
+        """Add the outcomes of flat experiments ``first .. first + outcomes.num_experiments - 1``."""
         xp = self.xp
         data, shots = prepare_outcomes(xp, outcomes)
-        end = first + outcomes.count
+        end = first + outcomes.num_experiments
         for s, (subsystem, collection) in enumerate(
             zip(self.subsystems, self._collections, strict=True)
         ):
@@ -190,7 +194,7 @@ class FactorAccumulator:
                 self._shots[s][k][rows] = shots[local]
                 self._filled[s][k][rows] = True
 
-    def factors(self) -> list[tuple[object, object]]:
+    def factors(self) -> list[Factors]:
         """(means, variances), each (distinct choices x observables), per subsystem."""
         xp = self.xp
         if not all(f.all() for groups in self._filled for f in groups):
@@ -216,7 +220,7 @@ class FactorAccumulator:
         return result
 
 
-def combine_factors(xp, coefficients, indices: dict, factors: list[tuple[object, object]]):
+def combine_factors(xp, coefficients, indices: dict, factors: Sequence[Factors]):
     """Values and standard errors from per-subsystem (means, variances), in subsystem order.
 
     ``indices`` maps each subsystem label to its coefficient -> distinct choice index, in the
