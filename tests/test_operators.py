@@ -358,3 +358,9 @@ def test_a_deferred_wait_resumes_with_the_record_of_every_batch(tmp_path, circui
     assert sensor.execute_complete(CONTEXT, event)["progress"] == "3/3"
     log = capsys.readouterr().out
     assert all(f"batch {n}/3 done" in log for n in (1, 2, 3))
+
+
+def test_a_trigger_event_the_sensor_does_not_know_fails_the_task_with_its_message():
+    sensor = KueueWaitSensor(task_id="wait", workflow_name="w", stop_on_kill=False)
+    with pytest.raises(AirflowFailException, match="cluster unreachable"):
+        sensor.execute_complete({}, {"state": "error", "message": "cluster unreachable"})

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime, timezone
-from enum import Enum
+from enum import Enum, StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
@@ -30,6 +30,30 @@ class BatchPhase(str, Enum):
     RUNNING = "Running"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
+
+
+class Flavor(StrEnum):
+    """The resource flavors a batch can be submitted to (the chart's ResourceFlavors)."""
+
+    CPU = "cpu"
+    GPU = "gpu"
+    QPU = "qpu"
+
+
+class Reason(StrEnum):
+    """Why a batch is where it is, as the local backend reports it (on Kubernetes the reason
+    is Kueue's or the kubelet's own word, e.g. ``Preempted`` or ``FailedMount``)."""
+
+    PENDING = "Pending"
+    NO_QUOTA = "NoQuota"
+    ADMITTED = "Admitted"
+    COMPLETED = "Completed"
+    RESULT_STORED = "ResultStored"
+    RETRYING = "Retrying"
+    REQUEUED = "Requeued"
+    RESUBMITTED = "Resubmitted"
+    ERROR = "Error"
+    STOPPED = "Stopped"
 
 
 class Admission(str, Enum):
@@ -68,6 +92,12 @@ class Preemption(BaseModel):
 
 
 class BatchStatus(BaseModel):
+    """One batch (an Argo node, one pod, one Kueue Workload) between the queue and its result.
+
+    The local backend moves a batch only through the named transitions below, so a batch is
+    never running without admission, nor finished without a reason.
+    """
+
     model_config = ConfigDict(extra="forbid")
 
     index: int
@@ -83,6 +113,36 @@ class BatchStatus(BaseModel):
     duration_s: float | None = None
     attempts: int = 0
     preemptions: list[Preemption] = []
+
+    def queue(self, reason: Reason, at: datetime, message: str | None = None) -> None:
+        """Back to waiting for quota (a retry, a requeue after a dead runner, a resubmit)."""
+        self.phase, self.admission, self.reason = BatchPhase.PENDING, Admission.PENDING, reason
+        self.message, self.pending_since = message, at
+
+    def admit(self, at: datetime) -> None:
+        """Quota granted: the batch runs, one more attempt."""
+        self.phase, self.admission, self.queue_position = (
+            BatchPhase.RUNNING,
+            Admission.ADMITTED,
+            None,
+        )
+        self.reason, self.message = Reason.ADMITTED, None
+        self.started_at, self.attempts = at, self.attempts + 1
+
+    def succeed(self, at: datetime, duration_s: float, *, reused: bool) -> None:
+        self.phase, self.admission = BatchPhase.SUCCEEDED, Admission.FINISHED
+        self.reason = Reason.RESULT_STORED if reused else Reason.COMPLETED
+        self.finished_at, self.duration_s = at, round(duration_s, 3)
+
+    def fail(self, reason: Reason, at: datetime, message: str | None = None) -> None:
+        self.phase, self.admission, self.reason = BatchPhase.FAILED, Admission.FINISHED, reason
+        self.finished_at, self.message = at, message if message is not None else self.message
+
+    def reset(self, at: datetime) -> None:
+        """Forget a failed or unfinished attempt: queued anew as if never run (a resubmit)."""
+        self.queue(Reason.RESUBMITTED, at)
+        self.attempts = 0
+        self.started_at = self.finished_at = self.duration_s = None
 
     @property
     def blocked(self) -> bool:
@@ -100,6 +160,8 @@ class BatchStatus(BaseModel):
 
 
 class WorkflowStatus(BaseModel):
+    """A workflow as both backends report it: the phase Argo would give, and every batch."""
+
     model_config = ConfigDict(extra="forbid")
 
     name: str
@@ -111,6 +173,9 @@ class WorkflowStatus(BaseModel):
     updated_at: datetime | None = None
     ui_url: str | None = None
     batches: list[BatchStatus] = []
+
+    def stop(self, message: str = "Stopped") -> None:
+        self.phase, self.message = WorkflowPhase.FAILED, message
 
     @property
     def total(self) -> int:

@@ -1,4 +1,4 @@
-"""When is a wait over? One decision for the sensor (reschedule mode) and the trigger.
+"""When is a wait over? One decision for the sensor (poke mode) and the trigger.
 
 No Airflow imports: the sensor turns a verdict into a task result or failure, the trigger into
 a TriggerEvent, and both log the same progress lines.
@@ -7,6 +7,7 @@ a TriggerEvent, and both log the same progress lines.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from hybrid_provider.backends.status import (
@@ -17,43 +18,56 @@ from hybrid_provider.backends.status import (
 )
 
 TARGETS = ("admitted", "finished")
-DONE, FAILED, QUEUE_TIMEOUT, WAITING = "done", "failed", "queue_timeout", "waiting"
-#: A batch cannot start and waiting will not change that (a missing Secret or queue, ...).
-BLOCKED = "blocked"
-#: Verdicts after which the workflow is given up on: it is stopped so that its pods hold no
-#: quota and leave nothing behind; a new try of the task replaces it.
-GIVE_UP = (BLOCKED, QUEUE_TIMEOUT)
+
+
+class WaitState(StrEnum):
+    """Where a wait stands; the trigger's events carry the value."""
+
+    WAITING = "waiting"
+    DONE = "done"
+    FAILED = "failed"
+    QUEUE_TIMEOUT = "queue_timeout"
+    #: A batch cannot start and waiting will not change that (a missing Secret or queue, ...).
+    BLOCKED = "blocked"
+    #: The backend could not be read (no such workflow, an unreachable cluster).
+    UNREACHABLE = "unreachable"
+
+    @property
+    def gives_up(self) -> bool:
+        """The workflow is stopped, so that its pods hold no quota and leave nothing behind; a
+        new try of the task replaces it."""
+        return self in (WaitState.BLOCKED, WaitState.QUEUE_TIMEOUT)
 
 
 @dataclass(frozen=True)
 class Verdict:
-    state: str
+    state: WaitState
     message: str = ""
 
     @property
     def over(self) -> bool:
-        return self.state != WAITING
+        return self.state != WaitState.WAITING
 
 
 def evaluate(status: WorkflowStatus, target: str, queue_wait_timeout: float | None) -> Verdict:
     if status.phase in (WorkflowPhase.FAILED, WorkflowPhase.ERROR):
-        return Verdict(FAILED, failure_message(status))
+        return Verdict(WaitState.FAILED, failure_message(status))
     if status.phase.finished or (target == "admitted" and status.all_admitted and status.total):
-        return Verdict(DONE, status.summary_line())
+        return Verdict(WaitState.DONE, status.summary_line())
     blocked = [b for b in status.batches if b.blocked]
     if blocked:
-        return Verdict(BLOCKED, blocked_message(status.name, blocked))
+        return Verdict(WaitState.BLOCKED, blocked_message(status.name, blocked))
     waited = status.queue_wait_seconds()
     if queue_wait_timeout is not None and waited > queue_wait_timeout:
         return Verdict(
-            QUEUE_TIMEOUT,
+            WaitState.QUEUE_TIMEOUT,
             f"queue wait exceeded: batches of {status.name} waited {waited:.0f} s for quota "
             f"(limit {queue_wait_timeout:.0f} s) with none running; "
             + pending_description(status)
             + ". Raise the queue's quota, lower the priority of competing work, or raise "
             "queue_wait_timeout",
         )
-    return Verdict(WAITING, status.summary_line())
+    return Verdict(WaitState.WAITING, status.summary_line())
 
 
 def blocked_message(name: str, blocked: list) -> str:

@@ -10,13 +10,10 @@ from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException
 
 from hybrid_provider.backends.status import BatchPhase, WorkflowStatus
-from hybrid_provider.backends.waiting import (  # noqa: F401 (re-exported)
-    DONE,
-    GIVE_UP,
+from hybrid_provider.backends.waiting import (
     TARGETS,
+    WaitState,
     evaluate,
-    failure_message,
-    pending_description,
     progress_lines,
     summary,
 )
@@ -87,17 +84,17 @@ class KueueWaitSensor(UsesHybridConnection, BaseSensorOperator):
 
     def _decide(self, status: WorkflowStatus) -> PokeReturnValue | bool:
         verdict = evaluate(status, self.target, self.queue_wait_timeout)
-        if verdict.state == DONE:
+        if verdict.state == WaitState.DONE:
             return PokeReturnValue(is_done=True, xcom_value=summary(status))
         if verdict.over:
             self._fail(verdict.state, verdict.message)
         return False
 
-    def _fail(self, state: str | None, message: str) -> None:
+    def _fail(self, state: WaitState, message: str) -> None:
         """Fail the task. A blocked or queue-starved workflow is stopped first (unless
         ``stop_on_kill`` is off), so that its pods neither hold quota nor outlive the task;
         a stop that fails is logged, and the task still fails with the reason."""
-        if state in GIVE_UP and self.stop_on_kill:
+        if state.gives_up and self.stop_on_kill:
             self.log.info("Stopping workflow %s: %s", self.workflow_name, state)
             try:
                 self.hook.get_backend().stop(self.workflow_name)
@@ -164,12 +161,12 @@ class KueueWaitSensor(UsesHybridConnection, BaseSensorOperator):
         The triggerer's lines are progress only; this final section of the task log is the
         record of every batch, as the last poke is in poke mode.
         """
-        state, message = event.get("state"), event.get("message", "")
+        state, message = _event_state(event), event.get("message", "")
         try:
             self._log_progress(self.hook.get_backend().status(self.workflow_name))
         except Exception as exc:  # noqa: BLE001 (the trigger's verdict stands without it)
             self.log.warning("Could not read the final status of %s: %s", self.workflow_name, exc)
-        if state == DONE:
+        if state == WaitState.DONE:
             self.log.info("%s", message)
             return event.get("summary")
         self._fail(state, message or f"waiting for {self.workflow_name} failed")
@@ -178,3 +175,11 @@ class KueueWaitSensor(UsesHybridConnection, BaseSensorOperator):
         if self.stop_on_kill:
             self.log.info("Task killed: stopping workflow %s", self.workflow_name)
             self.hook.get_backend().stop(self.workflow_name)
+
+
+def _event_state(event: dict[str, Any]) -> WaitState:
+    """The state a trigger event reports; an unknown one (another release's) counts as failed."""
+    try:
+        return WaitState(str(event.get("state")))
+    except ValueError:
+        return WaitState.FAILED

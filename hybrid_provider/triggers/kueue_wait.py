@@ -17,7 +17,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from hybrid_provider.backends.base import get_backend
-from hybrid_provider.backends.waiting import evaluate, progress_lines, summary
+from hybrid_provider.backends.waiting import WaitState, evaluate, progress_lines, summary
 from hybrid_provider.core.errors import HybridQuantumError
 
 
@@ -79,14 +79,18 @@ class KueueWaitTrigger(BaseTrigger):
             try:
                 status = await self._status(backend)
             except HybridQuantumError as exc:
-                yield TriggerEvent({"state": "error", "message": str(exc)})
+                yield TriggerEvent({"state": WaitState.UNREACHABLE.value, "message": str(exc)})
                 return
             for line in progress_lines(status):
                 self.log.info("%s", line)
             verdict = evaluate(status, self.target, self.queue_wait_timeout)
             if verdict.over:
                 yield TriggerEvent(
-                    {"state": verdict.state, "message": verdict.message, "summary": summary(status)}
+                    {
+                        "state": verdict.state.value,
+                        "message": verdict.message,
+                        "summary": summary(status),
+                    }
                 )
                 return
             await asyncio.sleep(self.poll_interval)

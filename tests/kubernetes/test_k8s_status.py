@@ -24,7 +24,7 @@ from hybrid_provider.backends.status import (
     WorkflowPhase,
     WorkflowStatus,
 )
-from hybrid_provider.backends.waiting import BLOCKED, WAITING, evaluate
+from hybrid_provider.backends.waiting import WaitState, evaluate
 
 WORKFLOW = "hq-preempt-nightly"
 
@@ -154,10 +154,10 @@ def test_a_blocked_batch_ends_the_wait_naming_what_is_missing():
     status = WorkflowStatus(name="hq-x", backend="kubernetes", phase=WorkflowPhase.RUNNING,
                             batches=[batch])  # fmt: skip
     verdict = evaluate(status, "finished", None)
-    assert verdict.state == BLOCKED
+    assert verdict.state == WaitState.BLOCKED
     assert "batch 3 of hq-x cannot start" in verdict.message
     assert 'secret "hybrid-quantum-store" not found' in verdict.message
     waiting = batch.model_copy(update={"reason": "Pending", "message": "waiting for quota"})
     assert evaluate(status.model_copy(update={"batches": [waiting]}), "finished", None).state == (
-        WAITING
+        WaitState.WAITING
     )

@@ -27,6 +27,7 @@ from hybrid_provider.backends.status import (
     Admission,
     BatchPhase,
     BatchStatus,
+    Reason,
     WorkflowPhase,
     WorkflowStatus,
 )
@@ -119,7 +120,7 @@ class LocalBackend:
         if not runner_alive(run_dir):
             status = read_state(run_dir)
             if not status.phase.finished:
-                status.phase, status.message = WorkflowPhase.FAILED, "Stopped"
+                status.stop()
                 write_state(run_dir, status)
 
     def logs(self, workflow_name: str, tail: int = 200) -> str:
@@ -232,7 +233,7 @@ def initial_status(spec: WorkflowSpec, quota: dict[str, int]) -> WorkflowStatus:
                 index=task.index,
                 flavor=task.flavor,
                 admission=Admission.PENDING,
-                reason="Pending" if slots else "NoQuota",
+                reason=Reason.PENDING if slots else Reason.NO_QUOTA,
                 message=None if slots else f"the local queue has no {task.flavor} slots here",
                 pending_since=now,
             )
@@ -252,13 +253,7 @@ def retry_status(status: WorkflowStatus) -> WorkflowStatus:
     now = datetime.now(timezone.utc)
     for batch in status.batches:
         if batch.phase != BatchPhase.SUCCEEDED:
-            batch.phase, batch.admission, batch.reason = (
-                BatchPhase.PENDING,
-                Admission.PENDING,
-                "Resubmitted",
-            )
-            batch.message, batch.attempts, batch.pending_since = None, 0, now
-            batch.started_at = batch.finished_at = batch.duration_s = None
+            batch.reset(now)
     status.phase, status.message, status.finished_at = WorkflowPhase.PENDING, None, None
     return status
 

@@ -32,9 +32,9 @@ from hybrid_provider.backends.local.backend import (
 from hybrid_provider.backends.local.queue import LocalQueue, Workload
 from hybrid_provider.backends.spec import WorkflowSpec
 from hybrid_provider.backends.status import (
-    Admission,
     BatchPhase,
     BatchStatus,
+    Reason,
     WorkflowPhase,
     WorkflowStatus,
 )
@@ -111,8 +111,7 @@ class Runner:
         """Batches left running by a runner that died are queued again."""
         for batch in self.status.batches:
             if batch.phase == BatchPhase.RUNNING:
-                batch.phase, batch.admission = BatchPhase.PENDING, Admission.PENDING
-                batch.reason, batch.pending_since = "Requeued", _now()
+                batch.queue(Reason.REQUEUED, _now())
         if self.status.phase.finished:
             return
         self.status.phase = WorkflowPhase.RUNNING
@@ -168,13 +167,7 @@ class Runner:
         return admitted, positions
 
     def _start(self, batch: BatchStatus, admitted_at: datetime) -> None:
-        batch.phase, batch.admission, batch.queue_position = (
-            BatchPhase.RUNNING,
-            Admission.ADMITTED,
-            None,
-        )
-        batch.reason, batch.message = "Admitted", None
-        batch.started_at, batch.attempts = admitted_at, batch.attempts + 1
+        batch.admit(admitted_at)
         future = self.pool.submit(
             _run_batch_in_worker,
             self.spec.manifest_uri,
@@ -191,7 +184,6 @@ class Runner:
     def _collect(self, finished) -> None:
         for future in finished:
             batch = self.running.pop(future)
-            batch.finished_at = _now()
             try:
                 duration, skipped, device = future.result()
             except BrokenProcessPool as exc:
@@ -201,9 +193,7 @@ class Runner:
             except Exception as exc:  # unexpected: retried once, as Argo's retryStrategy would
                 self._fail(batch, f"{type(exc).__name__}: {exc}", retry=True)
             else:
-                batch.phase, batch.admission = BatchPhase.SUCCEEDED, Admission.FINISHED
-                batch.duration_s = round(duration, 3)
-                batch.reason = "ResultStored" if skipped else "Completed"
+                batch.succeed(_now(), duration, reused=skipped)
                 how = "result already stored" if skipped else f"{duration:.1f} s on {device}"
                 log.info(
                     "batch %d done (%s), %s batches done", batch.index, how, self.status.progress
@@ -214,34 +204,19 @@ class Runner:
     def _fail(self, batch: BatchStatus, message: str, retry: bool) -> None:
         if retry and batch.attempts < MAX_ATTEMPTS:
             log.warning("batch %d failed (%s); retrying", batch.index, message)
-            batch.phase, batch.admission, batch.reason = (
-                BatchPhase.PENDING,
-                Admission.PENDING,
-                "Retrying",
-            )
-            batch.pending_since, batch.message = _now(), message
+            batch.queue(Reason.RETRYING, _now(), message)
             return
         log.error("batch %d failed: %s", batch.index, message)
-        batch.phase, batch.admission, batch.reason, batch.message = (
-            BatchPhase.FAILED,
-            Admission.FINISHED,
-            "Error",
-            message,
-        )
+        batch.fail(Reason.ERROR, _now(), message)
 
     def _stop(self) -> None:
         log.info("stop requested: ending %d running batch(es)", len(self.running))
         for process in list(self.pool._processes.values()):  # no public API to kill workers
             process.terminate()
         for batch in self.running.values():
-            batch.phase, batch.admission, batch.reason = (
-                BatchPhase.FAILED,
-                Admission.FINISHED,
-                "Stopped",
-            )
-            batch.finished_at = _now()
+            batch.fail(Reason.STOPPED, _now())
         self.running.clear()
-        self.status.phase, self.status.message = WorkflowPhase.FAILED, "Stopped"
+        self.status.stop()
 
     def _conclude(self) -> None:
         status = self.status
