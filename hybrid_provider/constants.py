@@ -8,6 +8,8 @@ together.
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 # --- Upstream label and resource names (fixed by Kueue, Argo and the NVIDIA device plugin) ---
 KUEUE_QUEUE_NAME_LABEL = "kueue.x-k8s.io/queue-name"
 KUEUE_PRIORITY_CLASS_LABEL = "kueue.x-k8s.io/priority-class"
@@ -20,8 +22,17 @@ GPU_RESOURCE = "nvidia.com/gpu"
 #: Extended resource a QPU is quota-managed as; a node advertises it as capacity.
 DEFAULT_QPU_RESOURCE = "quantum.example.com/qpu"
 
+
 #: Resource flavors (Kueue ``ResourceFlavor`` names) for the three kinds of worker.
-FLAVORS = ("cpu", "gpu", "qpu")
+class Flavor(StrEnum):
+    """The resource flavors a batch can be submitted to (the chart's ResourceFlavors)."""
+
+    CPU = "cpu"
+    GPU = "gpu"
+    QPU = "qpu"
+
+
+FLAVORS = tuple(flavor.value for flavor in Flavor)
 DEFAULT_RESOURCE_FLAVORS = {
     "cpu": "hybrid-quantum-cpu",
     "gpu": "hybrid-quantum-gpu",

@@ -11,7 +11,7 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from hybrid_provider.constants import FLAVORS
+from hybrid_provider.constants import FLAVORS, Flavor
 from hybrid_provider.core.errors import InputError
 from hybrid_provider.core.execute.options import ExecutionOptions
 from hybrid_provider.core.manifest import JobManifest
@@ -23,7 +23,7 @@ class BatchTask(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     index: int
-    flavor: str = "cpu"
+    flavor: Flavor = Flavor.CPU
     num_subexperiments: int
 
 

@@ -12,6 +12,8 @@ from enum import Enum, StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
+from hybrid_provider.constants import Flavor
+
 
 class WorkflowPhase(str, Enum):
     PENDING = "Pending"
@@ -30,14 +32,6 @@ class BatchPhase(str, Enum):
     RUNNING = "Running"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
-
-
-class Flavor(StrEnum):
-    """The resource flavors a batch can be submitted to (the chart's ResourceFlavors)."""
-
-    CPU = "cpu"
-    GPU = "gpu"
-    QPU = "qpu"
 
 
 class Reason(StrEnum):
@@ -101,7 +95,7 @@ class BatchStatus(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     index: int
-    flavor: str
+    flavor: Flavor
     phase: BatchPhase = BatchPhase.PENDING
     admission: Admission = Admission.PENDING
     queue_position: int | None = None
@@ -202,7 +196,7 @@ class WorkflowStatus(BaseModel):
         """Per flavor, how many batches are pending, admitted, running, finished, failed, evicted."""
         summary: dict[str, Counter] = {}
         for batch in self.batches:
-            summary.setdefault(batch.flavor, Counter())[batch.state] += 1
+            summary.setdefault(batch.flavor.value, Counter())[batch.state] += 1
         return {flavor: dict(counts) for flavor, counts in sorted(summary.items())}
 
     def queue_wait_seconds(self, now: datetime | None = None) -> float:
