@@ -236,6 +236,7 @@ def test_custom_objects_match_upstream_crds(render, value_set):
 
 @pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
 def test_core_objects_match_kubernetes_schema(render, value_set):
+    checked = set()
     for doc in render(value_set):
         if doc["kind"] in CRD_KINDS | UNCHECKED_KINDS:
             continue
@@ -243,11 +244,15 @@ def test_core_objects_match_kubernetes_schema(render, value_set):
             kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
         except kubernetes_validate.ValidationError as error:
             pytest.fail(f"{doc['kind']}/{doc['metadata']['name']}: {error}")
+        checked.add(doc["kind"])
+    assert {"ServiceAccount", "Secret", "Role", "RoleBinding"} <= checked, checked
 
 
 @pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
 def test_every_rendered_object_is_checked(render, value_set):
-    for doc in render(value_set):
+    docs = render(value_set)
+    assert docs, "the chart rendered nothing"
+    for doc in docs:
         kind = doc["kind"]
         if kind in CRD_KINDS:
             assert find_crd(doc["apiVersion"], kind) is not None, kind

@@ -66,7 +66,7 @@ def test_the_four_operators_chain_over_the_local_backend(tmp_path, circuit_text,
     circuit, text = circuit_text
     cut = _cut(tmp_path, text)
     assert cut["num_batches"] == 3 and cut["num_cuts"] == 2
-    assert json.dumps(cut)  # XCom stays small and serialisable
+    assert json.loads(json.dumps(cut)) == cut  # XCom stays small and serialisable
     submit = ArgoSubmitOperator(
         task_id="submit", manifest_uri=cut["manifest_uri"], store_uri=str(tmp_path)
     )
