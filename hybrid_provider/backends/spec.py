@@ -72,7 +72,9 @@ def compile_spec(
         chosen = per_batch.get(batch.index, "cpu") if per_batch else flavor
         if chosen not in FLAVORS:
             raise InputError(f"unknown flavor '{chosen}': use one of {', '.join(FLAVORS)}")
-        tasks.append(BatchTask(index=batch.index, flavor=chosen, num_subexperiments=batch.count))
+        tasks.append(
+            BatchTask(index=batch.index, flavor=Flavor(chosen), num_subexperiments=batch.count)
+        )
     return WorkflowSpec(
         name=name,
         manifest_uri=manifest_uri,

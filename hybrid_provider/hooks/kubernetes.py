@@ -7,6 +7,11 @@ and nowhere else. Objects go in and come out as plain JSON dicts (what ``kubectl
 shows), so the status code in ``hybrid_provider.backends.kubernetes.status`` reads the same
 shapes from either hook.
 
+Every call is written once, as a *conversation* (:class:`KubernetesCalls`): a generator that
+yields the :class:`Request` it needs next and receives the answer, or the API error thrown
+into it. Each hook only drives conversations over its own transport, blocking or async, so
+the two cannot drift apart (how a 404 is read, which Kueue version is served).
+
 What is reached:
   * Argo ``workflows`` (argoproj.io/v1alpha1): create, get, list, merge-patch (stop).
   * pods (v1) and their logs, by label selector.
@@ -17,8 +22,11 @@ What is reached:
 
 from __future__ import annotations
 
+import functools
 import json
-from typing import Any
+import logging
+from collections.abc import Callable, Generator
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import quote
 
 from airflow.providers.cncf.kubernetes.hooks.kubernetes import (
@@ -116,108 +124,110 @@ def _query(label_selector: str | None = None, **extra: Any) -> list[tuple[str, A
     return query + [(k, v) for k, v in extra.items() if v is not None]
 
 
-class ArgoKueueHook(KubernetesHook):
-    """Synchronous access to Argo Workflows, pods and Kueue through a ``kubernetes`` connection.
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
-    :param kubernetes_conn_id: the cncf-kubernetes connection (kube_config, in_cluster, ...).
-    """
 
-    hook_name = "Argo Workflows and Kueue (through a Kubernetes connection)"
+class Request(NamedTuple):
+    """One request to the API server."""
 
-    def __init__(self, kubernetes_conn_id: str = KubernetesHook.default_conn_name, **kwargs):
-        super().__init__(conn_id=kubernetes_conn_id, **kwargs)
-        self._kueue_version: str | None = None
+    method: str
+    path: str
+    query: list[tuple[str, Any]] = []
+    body: Any = None
+    content_type: str = "application/json"
+    raw: bool = False
 
-    # --- transport -----------------------------------------------------------------------
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        query: list[tuple[str, Any]] | None = None,
-        body: Any = None,
-        content_type: str = "application/json",
-        raw: bool = False,
-    ) -> Any:
-        from kubernetes.client.exceptions import ApiException
 
-        headers = {"Accept": "application/json", "Content-Type": content_type}
-        try:
-            result = self.api_client.call_api(
-                path,
-                method,
-                query_params=query or [],
-                header_params=headers,
-                body=body,
-                auth_settings=["BearerToken"],
-                response_types_map={} if raw else _OBJECT,
-                _return_http_data_only=True,
-                _preload_content=not raw,
-            )
-        except ApiException as exc:
-            raise _api_error(exc) from exc
-        if raw:
-            return result.data.decode(errors="replace")
-        return result
+#: A conversation with the API server: yields requests, is sent each answer (or has the
+#: KubernetesApiError thrown in), returns its result.
+Call = Generator[Request, Any, T]
+
+
+class conversation:  # noqa: N801 (used as a decorator, like property)
+    """Turn a conversation into a hook method: blocking on ``ArgoKueueHook``, a coroutine on
+    ``AsyncArgoKueueHook`` (each hook's ``drive`` says which)."""
+
+    def __init__(self, function: Callable[..., Call]):
+        self.function = function
+        functools.update_wrapper(self, function)
+
+    def __get__(self, hook: Any, owner: type | None = None) -> Any:
+        if hook is None:
+            return self
+        return functools.partial(self, hook)
+
+    def __call__(self, hook: Any, *args: Any, **kwargs: Any) -> Any:
+        return hook.drive(self.function(hook, *args, **kwargs))
+
+
+class KubernetesCalls:
+    """Argo Workflows, pods and Kueue, as conversations both hooks hold (see module doc)."""
+
+    _kueue_version: str | None = None
 
     # --- Argo Workflows --------------------------------------------------------------------
-    def create_workflow(self, body: Obj, namespace: str) -> Obj:
-        return self.request(
-            "POST", custom_path(ARGO_GROUP, ARGO_VERSION, "workflows", namespace), body=body
-        )
-
-    def get_workflow(self, name: str, namespace: str) -> Obj | None:
-        try:
-            return self.request(
-                "GET", custom_path(ARGO_GROUP, ARGO_VERSION, "workflows", namespace, name)
-            )
-        except KubernetesApiError as exc:
-            if exc.status == 404:
-                return None
-            raise
-
-    def list_workflows(self, namespace: str, label_selector: str | None = None) -> list[Obj]:
+    @conversation
+    def create_workflow(self, body: Obj, namespace: str) -> Call[Obj]:
         path = custom_path(ARGO_GROUP, ARGO_VERSION, "workflows", namespace)
-        return self.request("GET", path, query=_query(label_selector)).get("items") or []
+        return (yield Request("POST", path, body=body))
 
-    def patch_workflow(self, name: str, namespace: str, patch: Obj) -> Obj:
+    @conversation
+    def get_workflow(self, name: str, namespace: str) -> Call[Obj | None]:
         path = custom_path(ARGO_GROUP, ARGO_VERSION, "workflows", namespace, name)
-        return self.request("PATCH", path, body=patch, content_type=MERGE_PATCH)
+        return (yield from _or_none_if_missing(Request("GET", path)))
 
-    def stop_workflow(self, name: str, namespace: str, how: str = "Stop") -> Obj:
+    @conversation
+    def list_workflows(self, namespace: str, label_selector: str | None = None) -> Call[list[Obj]]:
+        path = custom_path(ARGO_GROUP, ARGO_VERSION, "workflows", namespace)
+        return (yield Request("GET", path, _query(label_selector))).get("items") or []
+
+    @conversation
+    def patch_workflow(self, name: str, namespace: str, patch: Obj) -> Call[Obj]:
+        path = custom_path(ARGO_GROUP, ARGO_VERSION, "workflows", namespace, name)
+        return (yield Request("PATCH", path, body=patch, content_type=MERGE_PATCH))
+
+    @conversation
+    def stop_workflow(self, name: str, namespace: str, how: str = "Stop") -> Call[Obj]:
         """``Stop`` runs exit handlers, ``Terminate`` does not; both stop pending and running pods."""
-        return self.patch_workflow(name, namespace, {"spec": {"shutdown": how}})
+        path = custom_path(ARGO_GROUP, ARGO_VERSION, "workflows", namespace, name)
+        patch = {"spec": {"shutdown": how}}
+        return (yield Request("PATCH", path, body=patch, content_type=MERGE_PATCH))
 
-    def delete_workflow(self, name: str, namespace: str, propagation: str = "Foreground") -> None:
+    @conversation
+    def delete_workflow(
+        self, name: str, namespace: str, propagation: str = "Foreground"
+    ) -> Call[None]:
         """Delete the workflow. ``Foreground`` (the default) keeps the object until the garbage
         collector has deleted the pods it owns, so its name is free only once they are gone."""
         path = custom_path(ARGO_GROUP, ARGO_VERSION, "workflows", namespace, name)
-        self.request("DELETE", path, body={"propagationPolicy": propagation})
+        yield Request("DELETE", path, body={"propagationPolicy": propagation})
 
-    # --- pods ------------------------------------------------------------------------------
-    def list_pods(self, namespace: str, label_selector: str | None = None) -> list[Obj]:
-        return (
-            self.request("GET", pods_path(namespace), query=_query(label_selector)).get("items")
-            or []
-        )
+    # --- pods and events -------------------------------------------------------------------
+    @conversation
+    def list_pods(self, namespace: str, label_selector: str | None = None) -> Call[list[Obj]]:
+        return (yield Request("GET", pods_path(namespace), _query(label_selector))).get(
+            "items"
+        ) or []
 
-    def pod_log(self, name: str, namespace: str, container: str = "main", tail: int = 200) -> str:
-        return self.request(
-            "GET",
-            pods_path(namespace, name, "log"),
-            query=_query(container=container, tailLines=tail),
-            raw=True,
-        )
+    @conversation
+    def pod_log(
+        self, name: str, namespace: str, container: str = "main", tail: int = 200
+    ) -> Call[str]:
+        query = _query(container=container, tailLines=tail)
+        return (yield Request("GET", pods_path(namespace, name, "log"), query, raw=True))
 
-    def list_events(self, namespace: str) -> list[Obj]:
+    @conversation
+    def list_events(self, namespace: str) -> Call[list[Obj]]:
         """The events of ``EVENT_SELECTORS``; none where events may not be read (a nicety)."""
         found: list[Obj] = []
         for selector in EVENT_SELECTORS:
             try:
-                listing = self.request("GET", events_path(namespace),
-                                       query=_query(fieldSelector=selector))  # fmt: skip
+                listing = yield Request(
+                    "GET", events_path(namespace), _query(fieldSelector=selector)
+                )
             except KubernetesApiError as exc:
-                self.log.warning(
+                log.warning(
                     "Cannot list events in %s (%s): preemption times and failed mounts are "
                     "not reported; grant 'list' on events (the chart's Airflow Role does)",
                     namespace, exc,
@@ -227,14 +237,18 @@ class ArgoKueueHook(KubernetesHook):
         return found
 
     # --- Kueue -----------------------------------------------------------------------------
-    def _kueue(self, plural: str, namespace: str | None, name: str = "", query=None) -> Obj | None:
+    def _kueue(
+        self, plural: str, namespace: str | None, name: str = "", query=None
+    ) -> Call[Obj | None]:
+        """Try the Kueue versions this cluster may serve, newest first, and remember the one
+        that answers. A named object that is missing is None; a type not served at all is an
+        error for lists (nothing to read) and None for a named object."""
         versions = (self._kueue_version,) if self._kueue_version else KUEUE_VERSIONS
         last: KubernetesApiError | None = None
         for version in versions:
+            path = custom_path(KUEUE_GROUP, version, plural, namespace, name)
             try:
-                found = self.request(
-                    "GET", custom_path(KUEUE_GROUP, version, plural, namespace, name), query=query
-                )
+                found = yield Request("GET", path, query or [])
             except KubernetesApiError as exc:
                 if exc.status != 404:
                     raise
@@ -249,119 +263,129 @@ class ArgoKueueHook(KubernetesHook):
             return None
         raise last or KubernetesApiError(404, "NotFound", "Kueue API not served")
 
-    def list_workloads(self, namespace: str, label_selector: str | None = None) -> list[Obj]:
-        return (self._kueue("workloads", namespace, query=_query(label_selector)) or {}).get(
-            "items"
-        ) or []
+    @conversation
+    def list_workloads(self, namespace: str, label_selector: str | None = None) -> Call[list[Obj]]:
+        found = yield from self._kueue("workloads", namespace, query=_query(label_selector))
+        return (found or {}).get("items") or []
 
-    def get_local_queue(self, name: str, namespace: str) -> Obj | None:
-        return self._kueue("localqueues", namespace, name)
+    @conversation
+    def get_local_queue(self, name: str, namespace: str) -> Call[Obj | None]:
+        return (yield from self._kueue("localqueues", namespace, name))
 
-    def get_cluster_queue(self, name: str) -> Obj | None:
-        return self._kueue("clusterqueues", None, name)
+    @conversation
+    def get_cluster_queue(self, name: str) -> Call[Obj | None]:
+        return (yield from self._kueue("clusterqueues", None, name))
 
-    def pending_workloads(self, namespace: str, local_queue: str) -> Obj | None:
+    @conversation
+    def pending_workloads(self, namespace: str, local_queue: str) -> Call[Obj | None]:
         """The visibility API's pending workloads of a LocalQueue; None where it is not served
         or not allowed (positions are a nicety, never a reason to fail)."""
         for version in VISIBILITY_VERSIONS:
             try:
-                return self.request("GET", pending_path(version, namespace, local_queue))
+                return (yield Request("GET", pending_path(version, namespace, local_queue)))
             except KubernetesApiError as exc:
                 if exc.status == 404:
                     continue
-                self.log.info("Kueue visibility API unavailable: %s", exc)
+                log.info("Kueue visibility API unavailable: %s", exc)
                 return None
         return None
 
 
-class AsyncArgoKueueHook(AsyncKubernetesHook):
-    """The reads and the stop the trigger needs, without blocking the triggerer's loop."""
+def _or_none_if_missing(request: Request) -> Call[Obj | None]:
+    try:
+        return (yield request)
+    except KubernetesApiError as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def _next_request(call: Call[T], answer: Any, error: KubernetesApiError | None) -> Request:
+    """Advance a conversation by one answer; StopIteration carries its result."""
+    return call.throw(error) if error is not None else call.send(answer)
+
+
+class ArgoKueueHook(KubernetesCalls, KubernetesHook):
+    """Blocking access to Argo Workflows, pods and Kueue through a ``kubernetes`` connection.
+
+    :param kubernetes_conn_id: the cncf-kubernetes connection (kube_config, in_cluster, ...).
+    """
+
+    hook_name = "Argo Workflows and Kueue (through a Kubernetes connection)"
 
     def __init__(self, kubernetes_conn_id: str = KubernetesHook.default_conn_name, **kwargs):
         super().__init__(conn_id=kubernetes_conn_id, **kwargs)
-        self._kueue_version: str | None = None
+        self._kueue_version = None
 
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        query: list[tuple[str, Any]] | None = None,
-        body: Any = None,
-        content_type: str = "application/json",
-    ) -> Any:
+    def drive(self, call: Call[T]) -> T:
+        """Hold a conversation to its end over this hook's blocking client."""
+        answer, error = None, None
+        while True:
+            try:
+                request = _next_request(call, answer, error)
+            except StopIteration as finished:
+                return finished.value
+            try:
+                answer, error = self.request(request), None
+            except KubernetesApiError as exc:
+                answer, error = None, exc
+
+    def request(self, request: Request) -> Any:
+        from kubernetes.client.exceptions import ApiException
+
+        headers = {"Accept": "application/json", "Content-Type": request.content_type}
+        try:
+            result = self.api_client.call_api(
+                request.path,
+                request.method,
+                query_params=request.query,
+                header_params=headers,
+                body=request.body,
+                auth_settings=["BearerToken"],
+                response_types_map={} if request.raw else _OBJECT,
+                _return_http_data_only=True,
+                _preload_content=not request.raw,
+            )
+        except ApiException as exc:
+            raise _api_error(exc) from exc
+        if request.raw:
+            return result.data.decode(errors="replace")
+        return result
+
+
+class AsyncArgoKueueHook(KubernetesCalls, AsyncKubernetesHook):
+    """The same calls without blocking the triggerer's loop: each returns a coroutine."""
+
+    def __init__(self, kubernetes_conn_id: str = KubernetesHook.default_conn_name, **kwargs):
+        super().__init__(conn_id=kubernetes_conn_id, **kwargs)
+        self._kueue_version = None
+
+    async def drive(self, call: Call[T]) -> T:
+        """Hold a conversation to its end over one async client session."""
         from kubernetes_asyncio.client.exceptions import ApiException
 
-        headers = {"Accept": "application/json", "Content-Type": content_type}
+        answer, error = None, None
         async with self.get_conn() as api:
-            try:
-                return await api.call_api(
-                    path,
-                    method,
-                    query_params=query or [],
-                    header_params=headers,
-                    body=body,
-                    auth_settings=["BearerToken"],
-                    response_types_map=_OBJECT,
-                    _return_http_data_only=True,
-                )
-            except ApiException as exc:
-                raise _api_error(exc) from exc
-
-    async def get_workflow(self, name: str, namespace: str) -> Obj | None:
-        try:
-            return await self.request(
-                "GET", custom_path(ARGO_GROUP, ARGO_VERSION, "workflows", namespace, name)
-            )
-        except KubernetesApiError as exc:
-            if exc.status == 404:
-                return None
-            raise
-
-    async def stop_workflow(self, name: str, namespace: str, how: str = "Stop") -> Obj:
-        path = custom_path(ARGO_GROUP, ARGO_VERSION, "workflows", namespace, name)
-        return await self.request(
-            "PATCH", path, body={"spec": {"shutdown": how}}, content_type=MERGE_PATCH
-        )
-
-    async def list_pods(self, namespace: str, label_selector: str | None = None) -> list[Obj]:
-        found = await self.request("GET", pods_path(namespace), query=_query(label_selector))
-        return found.get("items") or []
-
-    async def list_events(self, namespace: str) -> list[Obj]:
-        found: list[Obj] = []
-        for selector in EVENT_SELECTORS:
-            try:
-                listing = await self.request("GET", events_path(namespace),
-                                             query=_query(fieldSelector=selector))  # fmt: skip
-            except KubernetesApiError:
-                return found
-            found += listing.get("items") or []
-        return found
-
-    async def list_workloads(self, namespace: str, label_selector: str | None = None) -> list[Obj]:
-        versions = (self._kueue_version,) if self._kueue_version else KUEUE_VERSIONS
-        for version in versions:
-            try:
-                found = await self.request(
-                    "GET",
-                    custom_path(KUEUE_GROUP, version, "workloads", namespace),
-                    query=_query(label_selector),
-                )
-            except KubernetesApiError as exc:
-                if exc.status == 404:
-                    continue
-                raise
-            self._kueue_version = version
-            return found.get("items") or []
-        raise KubernetesApiError(404, "NotFound", "Kueue workloads are not served")
-
-    async def pending_workloads(self, namespace: str, local_queue: str) -> Obj | None:
-        for version in VISIBILITY_VERSIONS:
-            try:
-                return await self.request("GET", pending_path(version, namespace, local_queue))
-            except KubernetesApiError as exc:
-                if exc.status == 404:
-                    continue
-                return None
-        return None
+            while True:
+                try:
+                    request = _next_request(call, answer, error)
+                except StopIteration as finished:
+                    return finished.value
+                headers = {"Accept": "application/json", "Content-Type": request.content_type}
+                try:
+                    response = await api.call_api(
+                        request.path,
+                        request.method,
+                        query_params=request.query,
+                        header_params=headers,
+                        body=request.body,
+                        auth_settings=["BearerToken"],
+                        response_types_map={} if request.raw else _OBJECT,
+                        _return_http_data_only=True,
+                        _preload_content=not request.raw,
+                    )
+                    if request.raw:
+                        response = (await response.read()).decode(errors="replace")
+                    answer, error = response, None
+                except ApiException as exc:
+                    answer, error = None, _api_error(exc)

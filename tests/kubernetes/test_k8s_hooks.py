@@ -108,3 +108,28 @@ def test_async_hook_reads_and_stops(old_kueue_cluster):
     assert len(pods) == len(workloads) == 4 and version == "v1beta1"
     assert positions is None
     assert stopped["spec"]["shutdown"] == "Terminate"
+
+
+def test_both_hooks_answer_every_read_alike(cluster):
+    """One conversation per call, driven blocking or async: the answers cannot drift (a named
+    Kueue object that is missing, a missing workflow, positions, events)."""
+    ArgoKueueHook(kubernetes_conn_id=K8S_CONN).create_workflow(body("hq-a"), NAMESPACE)
+    cluster.argo.start(NAMESPACE, "hq-a")
+    reads = [
+        ("get_workflow", ("nope", NAMESPACE)),
+        ("list_pods", (NAMESPACE, "workflows.argoproj.io/workflow=hq-a")),
+        ("list_workloads", (NAMESPACE,)),
+        ("get_local_queue", ("missing", NAMESPACE)),
+        ("get_cluster_queue", ("hybrid-quantum-simulators",)),
+        ("pending_workloads", (NAMESPACE, "hybrid-quantum")),
+        ("list_events", (NAMESPACE,)),
+    ]
+    blocking = ArgoKueueHook(kubernetes_conn_id=K8S_CONN)
+    expected = {name: getattr(blocking, name)(*args) for name, args in reads}
+
+    async def read_async():
+        hook = AsyncArgoKueueHook(kubernetes_conn_id=K8S_CONN)
+        return {name: await getattr(hook, name)(*args) for name, args in reads}
+
+    assert asyncio.run(read_async()) == expected
+    assert expected["get_workflow"] is None and expected["get_local_queue"] is None

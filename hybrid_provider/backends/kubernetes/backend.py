@@ -18,9 +18,8 @@ resources, retry, ...).
 
 from __future__ import annotations
 
-import asyncio
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydantic import ValidationError
 
@@ -39,6 +38,9 @@ from hybrid_provider.backends.spec import WorkflowSpec
 from hybrid_provider.backends.status import WorkflowStatus
 from hybrid_provider.constants import ARGO_WORKFLOW_LABEL, KUEUE_JOB_UID_LABEL
 from hybrid_provider.core.errors import BackendError, InputError, invalid_fields
+
+if TYPE_CHECKING:
+    from hybrid_provider.hooks.kubernetes import Call, KubernetesCalls
 
 DEFAULT_CONN_ID = "kubernetes_default"
 FAILED_PHASES = ("Failed", "Error")
@@ -60,7 +62,23 @@ def _configured_ui_url() -> str | None:
         return None
 
 
+class Surroundings(NamedTuple):
+    """What the status of a workflow is read from besides the workflow itself."""
+
+    pods: list[dict[str, Any]]
+    workloads: list[dict[str, Any]]
+    positions: dict[str, Any]
+    events: list[dict[str, Any]]
+
+
 class KubernetesBackend:
+    """Batches as one Argo Workflow, each batch a pod that Kueue admits against its flavor's
+    quota; the status is read from the workflow, its pods, their Workloads and Kueue's events.
+
+    Both hooks (blocking for operators and sensors, async for the trigger) hold the same
+    conversations (``hooks.kubernetes.KubernetesCalls``), so both read the same status.
+    """
+
     name = "kubernetes"
 
     def __init__(
@@ -256,19 +274,10 @@ class KubernetesBackend:
 
     async def astatus(self, workflow_name: str, hook=None) -> WorkflowStatus:
         hook = hook or self.async_hook()
-        namespace = self._namespace or "default"
-        workflow = await hook.get_workflow(workflow_name, namespace)
+        workflow = await hook.get_workflow(workflow_name, self._namespace or "default")
         if workflow is None:
             raise self._missing(workflow_name)
-        pods = await hook.list_pods(namespace, f"{ARGO_WORKFLOW_LABEL}={workflow_name}")
-        workloads = await hook.list_workloads(namespace, _uid_selector(pods)) if pods else []
-        queues = sorted(pending_queues(pods, workloads))
-        pending = await asyncio.gather(*(hook.pending_workloads(namespace, q) for q in queues))
-        positions = positions_by_workload([p for p in pending if p])
-        events = await hook.list_events(namespace)
-        return build_status(
-            workflow, pods, workloads, positions, self.ui_url(workflow_name), events
-        )
+        return self._status(workflow, await hook.drive(self._around(hook, workflow)))
 
     async def astop(self, workflow_name: str, hook=None) -> None:
         hook = hook or self.async_hook()
@@ -276,18 +285,34 @@ class KubernetesBackend:
 
     # --- helpers ---------------------------------------------------------------------------
     def _status_of(self, workflow: dict[str, Any]) -> WorkflowStatus:
+        return self._status(workflow, self.hook.drive(self._around(self.hook, workflow)))
+
+    def _around(self, hook: KubernetesCalls, workflow: dict[str, Any]) -> Call[Surroundings]:
+        """What the status needs besides the workflow, as one conversation either hook holds:
+        its pods, their Workloads, queue positions and the namespace's relevant events."""
+        namespace = self._namespace or "default"
+        selector = f"{ARGO_WORKFLOW_LABEL}={workflow['metadata']['name']}"
+        from hybrid_provider.hooks.kubernetes import KubernetesCalls as calls
+
+        pods = yield from calls.list_pods.function(hook, namespace, selector)
+        workloads = []
+        if pods:
+            uids = _uid_selector(pods)
+            workloads = yield from calls.list_workloads.function(hook, namespace, uids)
+        pending = []
+        for queue in sorted(pending_queues(pods, workloads)):
+            found = yield from calls.pending_workloads.function(hook, namespace, queue)
+            if found:
+                pending.append(found)
+        events = yield from calls.list_events.function(hook, namespace)
+        return Surroundings(pods, workloads, positions_by_workload(pending), events)
+
+    def _status(self, workflow: dict[str, Any], around: Surroundings) -> WorkflowStatus:
         name = workflow["metadata"]["name"]
-        pods = self.hook.list_pods(self.namespace, f"{ARGO_WORKFLOW_LABEL}={name}")
-        workloads = self.hook.list_workloads(self.namespace, _uid_selector(pods)) if pods else []
-        positions = positions_by_workload(
-            [
-                found
-                for queue in sorted(pending_queues(pods, workloads))
-                if (found := self.hook.pending_workloads(self.namespace, queue))
-            ]
-        )
-        events = self.hook.list_events(self.namespace)
-        return build_status(workflow, pods, workloads, positions, self.ui_url(name), events)
+        return build_status(
+            workflow, around.pods, around.workloads, around.positions, self.ui_url(name),
+            around.events,
+        )  # fmt: skip
 
     def _missing(self, workflow_name: str) -> BackendError:
         return BackendError(

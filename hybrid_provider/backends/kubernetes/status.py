@@ -24,7 +24,12 @@ from hybrid_provider.backends.status import (
     WorkflowPhase,
     WorkflowStatus,
 )
-from hybrid_provider.constants import BATCH_LABEL, KUEUE_ADMISSION_GATE, KUEUE_QUEUE_NAME_LABEL
+from hybrid_provider.constants import (
+    BATCH_LABEL,
+    KUEUE_ADMISSION_GATE,
+    KUEUE_QUEUE_NAME_LABEL,
+    Flavor,
+)
 
 Obj = dict[str, Any]
 #: Condition Kueue puts on a pod it is stopping (preemption, eviction) before deleting it.
@@ -310,7 +315,7 @@ def build_status(
         batches.append(
             BatchStatus(
                 index=index,
-                flavor=flavor,
+                flavor=Flavor(flavor),
                 phase=phase,
                 admission=admission,
                 queue_position=position,

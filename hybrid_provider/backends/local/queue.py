@@ -18,7 +18,7 @@ one ledger (``<store>/_queue/ledger.json``), read and changed only under an excl
 from __future__ import annotations
 
 import fcntl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -65,7 +65,7 @@ class Ledger(BaseModel):
         return sorted(queued, key=lambda w: w.order)
 
     def track(
-        self, run: str, created_at: datetime, queued: dict[int, str], admitted: set[int]
+        self, run: str, created_at: datetime, queued: Mapping[int, str], admitted: set[int]
     ) -> None:
         """Make the run's workloads what its runner says: ``queued`` (index to flavor) wait,
         ``admitted`` keep their slots, every other batch of the run leaves the queue."""
