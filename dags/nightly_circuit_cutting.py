@@ -75,7 +75,7 @@ with DAG(
     )
     wait = KueueWaitSensor(
         task_id="wait",
-        workflow_name=submit.output["workflow_name"],
+        submitted=submit.output,
         target="finished",
         poke_interval=5,
         timeout=timedelta(hours=2).total_seconds(),

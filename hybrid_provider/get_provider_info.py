@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from hybrid_provider.backends.base import backend_plugins, connection_form_fields
+
 PACKAGE = "airflow-provider-hybrid-quantum"
 INTEGRATION = "Hybrid Quantum (circuit cutting)"
 
@@ -69,44 +71,14 @@ def get_provider_info() -> dict:
                 "connection-type": "hybrid_quantum",
                 "conn-fields": {
                     "backend": {
-                        "label": "Backend (local or kubernetes)",
-                        "schema": {
-                            "type": ["string", "null"],
-                            "enum": ["local", "kubernetes", None],
-                        },
+                        "label": "Backend (" + " or ".join(backend_plugins()) + ")",
+                        "schema": {"type": ["string", "null"], "enum": [*backend_plugins(), None]},
                     },
                     "store_uri": {
                         "label": "Artifact store URI (file://, s3://, ...)",
                         "schema": {"type": ["string", "null"]},
                     },
-                    "local_quota": {
-                        "label": 'Local quota (local backend), JSON: {"cpu": 2, "gpu": 1, "qpu": 1}',
-                        "schema": {"type": ["string", "null"]},
-                    },
-                    "kubernetes_conn_id": {
-                        "label": "Kubernetes connection id (kubernetes backend)",
-                        "schema": {"type": ["string", "null"]},
-                    },
-                    "namespace": {
-                        "label": "Namespace for workflows (kubernetes backend)",
-                        "schema": {"type": ["string", "null"]},
-                    },
-                    "argo_ui_url": {
-                        "label": "Argo UI base URL (for links)",
-                        "schema": {"type": ["string", "null"]},
-                    },
-                    "image": {
-                        "label": "Executor image (kubernetes backend)",
-                        "schema": {"type": ["string", "null"]},
-                    },
-                    "gpu_image": {
-                        "label": "Executor image for GPU batches (kubernetes backend)",
-                        "schema": {"type": ["string", "null"]},
-                    },
-                    "qpu_resource": {
-                        "label": "Extended resource a QPU is counted as (kubernetes backend)",
-                        "schema": {"type": ["string", "null"]},
-                    },
+                    **connection_form_fields(),
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["host", "schema", "login", "password", "port", "extra"]

@@ -134,7 +134,7 @@ def test_a_dead_runner_is_reported_and_a_resubmit_resumes(tmp_path):
 
 
 def test_backend_selection_and_store_errors(tmp_path):
-    with pytest.raises(InputError, match="unknown backend: .* must be one of local, kubernetes"):
+    with pytest.raises(InputError, match="unknown backend: .* must be one of kubernetes, local"):
         get_backend("slurm")
     with pytest.raises(InputError, match="file:// store"):
         LocalBackend("s3://bucket/path")

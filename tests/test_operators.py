@@ -164,7 +164,7 @@ def test_bad_input_fails_the_task_without_retrying(tmp_path, circuit_text):
 def test_an_unknown_backend_fails_the_submit_task_at_once(tmp_path, circuit_text):
     _, text = circuit_text
     cut = _cut(tmp_path, text)
-    with pytest.raises(AirflowFailException, match="unknown backend: .*one of local, kubernetes"):
+    with pytest.raises(AirflowFailException, match="unknown backend: .*one of kubernetes, local"):
         ArgoSubmitOperator(
             task_id="submit",
             manifest_uri=cut["manifest_uri"],
@@ -320,7 +320,7 @@ def test_the_local_quota_comes_from_the_connection_form_as_json(tmp_path, monkey
     monkeypatch.setenv(
         "AIRFLOW_CONN_HQ_QUOTA", json.dumps({"conn_type": "hybrid_quantum", "extra": extra})
     )
-    with pytest.raises(InputError, match="local_quota must be JSON"):
+    with pytest.raises(InputError, match=r"local_quota: must be JSON"):
         HybridQuantumHook("hq_quota").get_backend()
 
 

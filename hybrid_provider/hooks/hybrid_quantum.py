@@ -7,16 +7,14 @@ Without the connection, everything runs on the local backend with the configured
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 from airflow.sdk import BaseHook, conf
 from airflow.sdk.exceptions import AirflowNotFoundException
 
-from hybrid_provider.backends.base import WorkflowBackend, get_backend
+from hybrid_provider.backends.base import WorkflowBackend, backend_from_connection
 from hybrid_provider.core import store
-from hybrid_provider.core.errors import InputError
 
 
 def default_store_uri() -> str:
@@ -31,6 +29,16 @@ def _airflow_home() -> str:
 
 
 class HybridQuantumHook(BaseHook):
+    """The ``hybrid_quantum`` connection: which backend, which store, and the backend's fields.
+
+    Every operator of this provider gets its backend and store here, so one connection edit
+    moves a DAG between backends. Task arguments (``backend``, ``store_uri``) override it.
+
+    :param hybrid_conn_id: the connection; the default one may be absent (local backend).
+    :param backend: a backend name overriding the connection's.
+    :param store_uri: an artifact store overriding the connection's.
+    """
+
     conn_name_attr = "hybrid_conn_id"
     default_conn_name = "hybrid_quantum_default"
     conn_type = "hybrid_quantum"
@@ -69,19 +77,8 @@ class HybridQuantumHook(BaseHook):
         return self.settings()["store_uri"]
 
     def get_backend(self) -> WorkflowBackend:
-        settings = self.settings()
-        if settings["backend"] == "local":
-            quota = settings.get("local_quota") or None
-            if isinstance(quota, str):  # typed into the connection form as JSON
-                try:
-                    quota = json.loads(quota)
-                except json.JSONDecodeError as exc:
-                    raise InputError(
-                        f'local_quota must be JSON such as {{"cpu": 2, "gpu": 1}}: {exc}'
-                    ) from exc
-            return get_backend("local", store_uri=settings["store_uri"], quota=quota)
-        options = {k: v for k, v in settings.items() if k not in ("backend", "local_quota")}
-        return get_backend(settings["backend"], **options)
+        """The backend the connection names, built by its plugin from the connection's fields."""
+        return backend_from_connection(self.settings())
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:

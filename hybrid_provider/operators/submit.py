@@ -127,6 +127,7 @@ class ArgoSubmitOperator(UsesHybridConnection, BaseOperator):
         return {
             "workflow_name": spec.name,
             "backend": backend.name,
+            "backend_config": backend.config(),
             "manifest_uri": self.manifest_uri,
             "num_batches": len(spec.batches),
             "ui_url": url,

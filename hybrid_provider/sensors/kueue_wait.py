@@ -9,6 +9,7 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException
 
+from hybrid_provider.backends.base import WorkflowBackend, get_backend
 from hybrid_provider.backends.status import BatchPhase, WorkflowStatus
 from hybrid_provider.backends.waiting import (
     TARGETS,
@@ -31,7 +32,10 @@ class KueueWaitSensor(UsesHybridConnection, BaseSensorOperator):
     batch that cannot start (a missing Secret, LocalQueue or ClusterQueue, an unknown image)
     fails it at once, naming what is missing, and stops the workflow.
 
-    :param workflow_name: the workflow, usually ``ArgoSubmitOperator``'s output.
+    :param submitted: what ``ArgoSubmitOperator`` returned (``submit.output``): the workflow,
+        and the backend it went to with that backend's settings, so the wait reads the same
+        place even when the submit task overrode its connection's backend.
+    :param workflow_name: a workflow to wait for instead, on this task's own connection.
     :param target: ``finished`` (every batch done) or ``admitted`` (every batch got quota).
     :param queue_wait_timeout: fail when batches have waited this long for quota with none of
         the workflow's batches running. Separate from ``timeout``, which bounds the whole wait,
@@ -47,13 +51,14 @@ class KueueWaitSensor(UsesHybridConnection, BaseSensorOperator):
         when the wait gives up on it (a batch that cannot start, the queue-wait timeout).
     """
 
-    template_fields: Sequence[str] = ("workflow_name", "target", "store_uri")
+    template_fields: Sequence[str] = ("submitted", "workflow_name", "target", "store_uri")
     ui_color = "#fff3cd"
 
     def __init__(
         self,
         *,
-        workflow_name: str,
+        submitted: dict[str, Any] | None = None,
+        workflow_name: str | None = None,
         target: str = "finished",
         queue_wait_timeout: timedelta | float | None = None,
         deferrable: bool = True,
@@ -65,6 +70,9 @@ class KueueWaitSensor(UsesHybridConnection, BaseSensorOperator):
         super().__init__(**kwargs)
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+        if (submitted is None) == (workflow_name is None):
+            raise ValueError("give submitted=submit.output, or a workflow_name (not both)")
+        self.submitted = submitted
         self.workflow_name = workflow_name
         self.target = target
         self.queue_wait_timeout = (
@@ -76,9 +84,20 @@ class KueueWaitSensor(UsesHybridConnection, BaseSensorOperator):
         self.stop_on_kill = stop_on_kill
         self._last_poke: datetime | None = None
 
-    # --- reschedule / poke mode ------------------------------------------------------------
+    @property
+    def _workflow(self) -> str:
+        return str(self.submitted["workflow_name"]) if self.submitted else str(self.workflow_name)
+
+    def _backend(self) -> WorkflowBackend:
+        """The backend the workflow was submitted to, rebuilt from what the submit returned;
+        without it, this task's connection's."""
+        if not self.submitted:
+            return self.hook.get_backend()
+        return get_backend(self.submitted["backend"], **self.submitted["backend_config"])
+
+    # --- poke mode (and reschedule mode, when asked for) ----------------------------------
     def poke(self, context: Context) -> PokeReturnValue | bool:
-        status = self.hook.get_backend().status(self.workflow_name)
+        status = self._backend().status(self._workflow)
         self._log_progress(status)
         return self._decide(status)
 
@@ -95,11 +114,11 @@ class KueueWaitSensor(UsesHybridConnection, BaseSensorOperator):
         ``stop_on_kill`` is off), so that its pods neither hold quota nor outlive the task;
         a stop that fails is logged, and the task still fails with the reason."""
         if state.gives_up and self.stop_on_kill:
-            self.log.info("Stopping workflow %s: %s", self.workflow_name, state)
+            self.log.info("Stopping workflow %s: %s", self._workflow, state)
             try:
-                self.hook.get_backend().stop(self.workflow_name)
+                self._backend().stop(self._workflow)
             except Exception as exc:  # noqa: BLE001 (the failure's message matters more)
-                self.log.warning("Could not stop workflow %s: %s", self.workflow_name, exc)
+                self.log.warning("Could not stop workflow %s: %s", self._workflow, exc)
         raise AirflowFailException(message)
 
     def _log_progress(self, status: WorkflowStatus) -> None:
@@ -135,15 +154,15 @@ class KueueWaitSensor(UsesHybridConnection, BaseSensorOperator):
             return super().execute(context)
         from hybrid_provider.triggers.kueue_wait import KueueWaitTrigger
 
-        backend = self.hook.get_backend()
-        status = backend.status(self.workflow_name)  # fail fast on a missing workflow
+        backend = self._backend()
+        status = backend.status(self._workflow)  # fail fast on a missing workflow
         self._log_progress(status)
         decided = self._decide(status)
         if isinstance(decided, PokeReturnValue):
             return decided.xcom_value
         self.defer(
             trigger=KueueWaitTrigger(
-                workflow_name=self.workflow_name,
+                workflow_name=self._workflow,
                 backend=backend.name,
                 backend_config=backend.config(),
                 target=self.target,
@@ -163,18 +182,18 @@ class KueueWaitSensor(UsesHybridConnection, BaseSensorOperator):
         """
         state, message = _event_state(event), event.get("message", "")
         try:
-            self._log_progress(self.hook.get_backend().status(self.workflow_name))
+            self._log_progress(self._backend().status(self._workflow))
         except Exception as exc:  # noqa: BLE001 (the trigger's verdict stands without it)
-            self.log.warning("Could not read the final status of %s: %s", self.workflow_name, exc)
+            self.log.warning("Could not read the final status of %s: %s", self._workflow, exc)
         if state == WaitState.DONE:
             self.log.info("%s", message)
             return event.get("summary")
-        self._fail(state, message or f"waiting for {self.workflow_name} failed")
+        self._fail(state, message or f"waiting for {self._workflow} failed")
 
     def on_kill(self) -> None:
         if self.stop_on_kill:
-            self.log.info("Task killed: stopping workflow %s", self.workflow_name)
-            self.hook.get_backend().stop(self.workflow_name)
+            self.log.info("Task killed: stopping workflow %s", self._workflow)
+            self._backend().stop(self._workflow)
 
 
 def _event_state(event: dict[str, Any]) -> WaitState:

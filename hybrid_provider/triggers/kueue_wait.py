@@ -1,8 +1,8 @@
 """KueueWaitTrigger: the deferrable half of KueueWaitSensor, polling in the triggerer.
 
 On Kubernetes it reads the workflow, pods, Workloads and queue positions with the async hook
-(``AsyncArgoKueueHook``), never blocking the triggerer's loop. On the local backend it reads
-the local run's status file in a worker thread (cheap; the local runner needs no cluster).
+(``AsyncArgoKueueHook``), never blocking the triggerer's loop; on the local backend it reads
+the local run's status file in a worker thread. Both through the backend's ``astatus``.
 It fires once: when the target is reached, the workflow failed, or the queue wait ran out.
 When a user kills the deferred task (mark failed / success, clear), ``on_kill`` stops the
 workflow if ``stop_on_kill`` is set; a triggerer restart does not.
@@ -68,16 +68,11 @@ class KueueWaitTrigger(BaseTrigger):
     def _backend(self):
         return get_backend(self.backend, **self.backend_config)
 
-    async def _status(self, backend):
-        if hasattr(backend, "astatus"):
-            return await backend.astatus(self.workflow_name)
-        return await asyncio.to_thread(backend.status, self.workflow_name)
-
     async def run(self) -> AsyncIterator[TriggerEvent]:
         backend = self._backend()
         while True:
             try:
-                status = await self._status(backend)
+                status = await backend.astatus(self.workflow_name)
             except HybridQuantumError as exc:
                 yield TriggerEvent({"state": WaitState.UNREACHABLE.value, "message": str(exc)})
                 return
@@ -100,7 +95,4 @@ class KueueWaitTrigger(BaseTrigger):
             return
         backend = self._backend()
         self.log.info("Task killed: stopping workflow %s", self.workflow_name)
-        if hasattr(backend, "astop"):
-            await backend.astop(self.workflow_name)
-        else:
-            await asyncio.to_thread(backend.stop, self.workflow_name)
+        await backend.astop(self.workflow_name)

@@ -20,6 +20,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from hybrid_provider.backends.base import BlockingBackend
 from hybrid_provider.backends.local.environment import runner_environment
 from hybrid_provider.backends.local.queue import Ledger, LocalQueue
 from hybrid_provider.backends.spec import WorkflowSpec
@@ -49,7 +50,11 @@ def default_quota() -> dict[str, int]:
     return {"cpu": os.cpu_count() or 1, "gpu": 1 if gpu_available() else 0, "qpu": 1}
 
 
-class LocalBackend:
+class LocalBackend(BlockingBackend):
+    """Batches run on this machine by a detached runner per run, admitted by the store's
+    shared queue (``queue.LocalQueue``); everything a sensor or a retried submit needs is in
+    the run folder, so any process can read the status or stop the run."""
+
     name = "local"
 
     def __init__(self, store_uri: str, quota: dict[str, int] | None = None):
