@@ -15,6 +15,7 @@ from airflow.sdk import BaseHook, conf
 from airflow.sdk.exceptions import AirflowNotFoundException
 
 from hybrid_provider.backends.base import WorkflowBackend, get_backend
+from hybrid_provider.constants import FLAVORS
 from hybrid_provider.core import store
 from hybrid_provider.core.errors import InputError
 
@@ -56,12 +57,13 @@ class HybridQuantumHook(BaseHook):
         except AirflowNotFoundException:
             if self.hybrid_conn_id != self.default_conn_name:
                 raise
+        store_uri = store.normalise_uri(
+            self._store_override or extra.get("store_uri") or default_store_uri()
+        )
         return {
             **extra,
             "backend": self._backend_override or extra.get("backend") or "local",
-            "store_uri": store.normalise_uri(
-                self._store_override or extra.get("store_uri") or default_store_uri()
-            ),
+            "store_uri": store.check_local_root(store_uri),
         }
 
     @property
@@ -71,14 +73,7 @@ class HybridQuantumHook(BaseHook):
     def get_backend(self) -> WorkflowBackend:
         settings = self.settings()
         if settings["backend"] == "local":
-            quota = settings.get("local_quota") or None
-            if isinstance(quota, str):  # typed into the connection form as JSON
-                try:
-                    quota = json.loads(quota)
-                except json.JSONDecodeError as exc:
-                    raise InputError(
-                        f'local_quota must be JSON such as {{"cpu": 2, "gpu": 1}}: {exc}'
-                    ) from exc
+            quota = local_quota(settings.get("local_quota") or None)
             return get_backend("local", store_uri=settings["store_uri"], quota=quota)
         options = {k: v for k, v in settings.items() if k not in ("backend", "local_quota")}
         return get_backend(settings["backend"], **options)
@@ -86,3 +81,30 @@ class HybridQuantumHook(BaseHook):
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         return {"hidden_fields": ["host", "schema", "login", "password", "port", "extra"]}
+
+
+def local_quota(value: str | dict | None) -> dict[str, int] | None:
+    """The connection's local quota: slots per flavor, typed into the form as JSON."""
+    example = '{"cpu": 2, "gpu": 1, "qpu": 1}'
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"local_quota must be JSON such as {example}: {exc}") from exc
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InputError(
+            f"local_quota must be a JSON object of slots per flavor such as {example}, "
+            f"got a {type(value).__name__}"
+        )
+    for flavor, slots in value.items():
+        if flavor not in FLAVORS:
+            raise InputError(
+                f"local_quota names unknown flavor '{flavor}'; use {', '.join(FLAVORS)}"
+            )
+        if isinstance(slots, bool) or not isinstance(slots, int):
+            raise InputError(f"local_quota slots for '{flavor}' must be a whole number such as 2")
+        if slots < 0:
+            raise InputError(f"local_quota slots for '{flavor}' must be 0 or more")
+    return value
