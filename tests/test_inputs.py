@@ -116,6 +116,7 @@ QASM3 = 'OPENQASM 3.0;\ninclude "stdgates.inc";\n'
         (QASM2 + "qreg q[2];\ncreg c[4294967296];", r"declares 4,294,967,296 classical bits"),
         (QASM3 + "qubit[2147483648] q;", r"declares 2,147,483,648 qubits"),
         (QASM3 + "qubit[2 + 3] q;", r"size '2 \+ 3'.*whole number"),
+        (QASM2 + "qreg q[²];", r"size '²'.*whole number"),
         (QASM3 + "h $1000;", r"declares 1,001 qubits"),
         ("OPENQASM 2.0;\n// qreg q[2];", "has no qubits; declare a register"),
         (QASM2 + "qreg q[2];\nrx(1e400) q[0];", r"angle 'inf' of a 'rx' gate is not finite"),
@@ -123,7 +124,7 @@ QASM3 = 'OPENQASM 3.0;\ninclude "stdgates.inc";\n'
     ],
     ids=[
         "include-absolute", "include-other", "1001-qubits", "registers-add-up",
-        "huge-creg", "huge-qubit", "size-expression", "physical-qubit", "no-qubits",
+        "huge-creg", "huge-qubit", "size-expression", "size-superscript", "physical-qubit", "no-qubits",
         "angle-inf", "angle-nan",
     ],
 )  # fmt: skip

@@ -117,7 +117,7 @@ def _check_declarations(text: str, origin: str) -> None:
     totals = {"quantum": 0, "classical": 0}
     for match in _SIZED.finditer(code):
         size = match.group("old_size") if match.group("old") else match.group("new_size")
-        if not size.strip().isdigit():
+        if not re.fullmatch(r"[0-9]+", size.strip()):
             raise InputError(
                 f"{origin} declares a register of size '{size.strip()}': give every register "
                 "size as a whole number, e.g. qubit[4] q; or qreg q[4];"
