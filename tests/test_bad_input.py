@@ -600,6 +600,9 @@ CLI_CASES: list[tuple[str, str, str]] = [
     ),
     ("reconstruct-missing", "reconstruct {store}/nothere.json", "manifest not found"),
     ("workflow-name-not-dns", "workflow {manifest} --name My_Run", r"'My_Run'.*DNS-1123"),
+    ("verify-batch-missing", "verify {manifest} --batches 99", "batch 99 does not exist"),
+    ("verify-sample-zero", "verify {manifest} --sample 0", "--sample needs at least 1 batch"),
+    ("verify-manifest-dotdot", "verify file://{store}/../m/manifest.json", r"'\.\.'"),
     ("workflow-name-too-long", "workflow {manifest} --name " + "a" * 64, "DNS-1123"),
     (
         "workflow-shots-1e19",
@@ -916,7 +919,12 @@ OPERATOR_CASES: list[tuple[str, str, dict, str]] = [
         {"manifest_uri": "file://{store}/../m/manifest.json"},
         r"'\.\.'",
     ),
-    ("submit-backend-slurm", "submit", {"backend": "slurm"}, "unknown backend 'slurm'"),
+    (
+        "submit-backend-slurm",
+        "submit",
+        {"backend": "slurm"},
+        "unknown backend: .*must be one of local, kubernetes",
+    ),
     (
         "submit-store-s3-local",
         "submit",
@@ -924,6 +932,12 @@ OPERATOR_CASES: list[tuple[str, str, dict, str]] = [
         "local backend keeps its runs",
     ),
     ("reconstruct-device-tpu", "reconstruct", {"device": "tpu"}, r"unknown device 'tpu'"),
+    (
+        "reconstruct-verify-sample-x",
+        "reconstruct",
+        {"verify_sample": "x"},
+        r"verify_sample must be a whole number",
+    ),
     (
         "reconstruct-missing",
         "reconstruct",
@@ -986,7 +1000,11 @@ CONNECTION_CASES: list[tuple[str, dict, str]] = [
     ("quota-number", {"local_quota": "2"}, r"local_quota must be a JSON object"),
     ("quota-unknown-flavor", {"local_quota": '{"tpu": 1}'}, r"unknown flavor 'tpu'"),
     ("quota-boolean", {"local_quota": '{"cpu": true}'}, r"'cpu'.*whole number"),
-    ("backend-unknown", {"backend": "slurm"}, "unknown backend 'slurm'"),
+    (
+        "backend-unknown",
+        {"backend": "slurm"},
+        "unknown backend: .*must be one of local, kubernetes",
+    ),
     ("store-dotdot", {"store_uri": "file://{store}/../elsewhere"}, r"'\.\.'"),
     ("store-under-file", {"store_uri": "{inputs}/plain-file/store"}, r"plain-file is a file"),
     ("store-number", {"store_uri": 42}, r"store path or URI must be text"),
