@@ -14,8 +14,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
 from hybrid_provider.core.cut import DEFAULT_MAX_COEFFICIENTS
-from hybrid_provider.core.errors import HybridQuantumError, InputError
+from hybrid_provider.core.errors import HybridQuantumError, InputError, one_line
 
 DEFAULT_STORE = ".hybrid-quantum"
 
@@ -27,6 +29,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args)
     except (HybridQuantumError, FileNotFoundError, PermissionError) as exc:
         print(f"hybrid-quantum: error: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:  # a validator's InputError, wrapped by pydantic
+        print(f"hybrid-quantum: error: {one_line(exc)}", file=sys.stderr)
         return 2
 
 
@@ -291,9 +296,13 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _estimate(args: argparse.Namespace) -> int:
     from hybrid_provider.core.execute.batch import run_batch
+    from hybrid_provider.core.execute.options import DEFAULT_SAMPLER
+    from hybrid_provider.core.execute.samplers import resolve_sampler
     from hybrid_provider.core.reconstruct.combine import reconstruct_job
 
     options = _options(args)
+    if options.sampler != DEFAULT_SAMPLER:  # one that cannot run fails before the cut is written
+        resolve_sampler(options.sampler)
     if args.in_process:
         return _estimate_in_process(args, options)
     timings: dict[str, float] = {}

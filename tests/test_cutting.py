@@ -8,21 +8,34 @@ Tolerances: exact mode 1e-8; shot mode 4 standard errors; same-results reconstru
 from __future__ import annotations
 
 import io
+import math
+import re
+import time
+import warnings
 
 import numpy as np
 import pytest
 from helpers import exact_values, random_ansatz, run_job, wire_cut_circuit
-from qiskit import qpy
+from qiskit import QuantumCircuit, qasm2, qpy
+from qiskit.circuit.library import efficient_su2
 from qiskit.primitives import PrimitiveResult, SamplerPubResult
 from qiskit.primitives.containers import BitArray, DataBin
 from qiskit.quantum_info import PauliList
 from qiskit_addon_cutting import generate_cutting_experiments, reconstruct_expectation_values
 
+from hybrid_provider.core.cut import plan as plan_module
 from hybrid_provider.core.cut.experiments import generate_distinct_experiments
-from hybrid_provider.core.cut.plan import plan_cuts
+from hybrid_provider.core.cut.plan import (
+    FIND_CUTS_SECONDS,
+    plan_cuts,
+    readable_count,
+    readable_magnitude,
+)
 from hybrid_provider.core.errors import CutPlanError, InputError
 from hybrid_provider.core.execute.batch import load_result
 from hybrid_provider.core.execute.options import ExecutionOptions
+from hybrid_provider.core.execute.simulate import deferred_measurement_circuit
+from hybrid_provider.core.inputs import load_circuit
 from hybrid_provider.core.manifest import load_manifest, read_artifact
 
 EXACT_TOLERANCE = 1e-8
@@ -69,6 +82,132 @@ def test_three_qubit_gates_are_rewritten_before_cutting():
     circuit.cx(2, 3)
     plan = plan_cuts(circuit, PauliList(["ZZZZ"]), partition_labels="AABB")
     assert plan.num_gate_cuts >= 1
+
+
+# --- circuits as people write them ---------------------------------------------------------
+
+
+def _with_barriers(num_qubits: int) -> QuantumCircuit:
+    """The ansatz with a barrier between its layers, as circuit libraries and QASM files have."""
+    circuit = efficient_su2(num_qubits, entanglement="linear", reps=2, insert_barriers=True)
+    values = np.random.default_rng(5).uniform(0, 2 * np.pi, circuit.num_parameters)
+    return circuit.assign_parameters(values)
+
+
+def test_barriers_do_not_glue_qubits_together_in_automatic_cut_finding(tmp_path):
+    circuit = _with_barriers(8)
+    assert circuit.count_ops()["barrier"] >= 2
+    observables = ["Z" * 8, "XXIIIIZZ"]
+    job, result = run_job(circuit, observables, tmp_path, max_subcircuit_qubits=4)
+    assert job.manifest.plan.subcircuit_widths == {"0": 4, "1": 4}
+    assert job.manifest.plan.num_cuts == 2
+    np.testing.assert_allclose(
+        result.values, exact_values(circuit, observables), rtol=0, atol=EXACT_TOLERANCE
+    )
+
+
+def _measured_with_a_spare_register() -> str:
+    """QASM as exported from a notebook: final measurements, and a register nothing uses."""
+    return qasm2.dumps(random_ansatz(4, reps=1).measure_all(inplace=False)).replace(
+        "creg meas[4];", "creg meas[4];\ncreg spare[2];"
+    )
+
+
+@pytest.mark.parametrize(
+    "plan_options",
+    [{"partition_labels": "AABB"}, {"max_subcircuit_qubits": 2}],
+    ids=["labels", "find-cuts"],
+)
+def test_classical_registers_left_after_final_measurements_are_dropped(tmp_path, plan_options):
+    circuit = load_circuit(_measured_with_a_spare_register())
+    assert [r.name for r in circuit.cregs] == ["spare"]  # the measured one went with them
+    job, result = run_job(circuit, ["ZZZZ", "XXXX"], tmp_path, **plan_options)
+    np.testing.assert_allclose(
+        result.values,
+        exact_values(circuit.remove_final_measurements(inplace=False), ["ZZZZ", "XXXX"]),
+        rtol=0,
+        atol=EXACT_TOLERANCE,
+    )
+
+
+def test_a_hopeless_plan_reads_in_powers_of_ten_without_warnings():
+    circuit = random_ansatz(12, reps=40)  # 11 CX gates per layer, all cut
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # NumPy's overflow warning included
+        with pytest.raises(CutPlanError) as refusal:
+            plan_cuts(circuit, PauliList(["Z" * 12]), partition_labels="AB" * 6)
+    message = str(refusal.value)
+    assert "440 cuts, 2.4e+342 coefficients and a sampling overhead of 7.4e+419" in message
+    assert "inf" not in message and not re.search(r"\d{8}", message)
+
+
+def test_a_limit_too_tight_for_the_width_is_refused_before_cut_finding():
+    circuit = random_ansatz(40, reps=1)
+    started = time.perf_counter()
+    with pytest.raises(CutPlanError, match=r"needs at least 9 cuts.*at least 1\.0e\+07"):
+        plan_cuts(circuit, PauliList(["Z" * 40]), max_subcircuit_qubits=4)
+    assert time.perf_counter() - started < 1.0
+
+
+def test_cut_finding_stops_at_its_time_budget():
+    circuit = efficient_su2(20, entanglement="full", reps=2)
+    circuit = circuit.assign_parameters(np.ones(circuit.num_parameters))
+    started = time.perf_counter()
+    with pytest.raises(CutPlanError, match=r"300 cuts, 2\.8e\+233 coefficients"):
+        plan_cuts(circuit, PauliList(["Z" * 20]), max_subcircuit_qubits=5, find_cuts_seconds=2)
+    assert time.perf_counter() - started < 6.0  # the full search takes 20 s or more
+    assert FIND_CUTS_SECONDS <= 10
+
+
+def test_cut_finding_that_finds_no_plan_in_time_says_so(monkeypatch):
+    monkeypatch.setattr(plan_module, "find_cuts", lambda *args: time.sleep(30))
+    with pytest.raises(
+        CutPlanError, match=r"found no plan for 3 qubit\(s\) per subcircuit in 0\.5 s"
+    ):
+        plan_cuts(
+            random_ansatz(6), PauliList(["Z" * 6]), max_subcircuit_qubits=3, find_cuts_seconds=0.5
+        )
+
+
+def test_subexperiments_wider_than_the_simulator_are_refused_at_cut_time():
+    circuit = random_ansatz(12, reps=3)
+    with pytest.raises(
+        CutPlanError,
+        match=r"subcircuit A needs 9 qubits to simulate \(6 of its own, 3 for deferred",
+    ):
+        plan_cuts(
+            circuit,
+            PauliList(["Z" * 12]),
+            partition_labels="A" * 6 + "B" * 6,
+            max_simulated_qubits=8,
+        )
+    plan = plan_cuts(circuit, PauliList(["Z" * 12]), partition_labels="A" * 6 + "B" * 6)
+    assert plan.simulated_widths == {"A": 9, "B": 9}
+    assert (
+        max(
+            deferred_measurement_circuit(c)[0].num_qubits
+            for c in generate_distinct_experiments(plan).circuits
+        )
+        == 9
+    )  # the bound is what the simulator allocates
+
+
+@pytest.mark.parametrize(
+    ("count", "text"),
+    [(9, "9"), (46_656, "46,656"), (999_999, "999,999"), (6**9, "1.0e+07"), (6**360, "1.4e+280")],
+    ids=["9", "46656", "999999", "6**9", "6**360"],
+)
+def test_counts_read_exactly_when_small_and_in_powers_of_ten_when_huge(count, text):
+    assert readable_count(count) == text
+
+
+@pytest.mark.parametrize(
+    ("log10", "text"),
+    [(math.log10(9), "9"), (math.log10(2.5314), "2.531"), (5.0, "1e+05"), (419.87, "7.4e+419"),
+     (math.log10(9.96e9), "1.0e+10")],
+)  # fmt: skip
+def test_overheads_never_read_inf(log10, text):
+    assert readable_magnitude(log10) == text
 
 
 @pytest.mark.parametrize(

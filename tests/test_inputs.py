@@ -100,3 +100,76 @@ def test_observables_in_qiskit_order_and_their_errors():
         parse_observables("ZZAB", 4)
     with pytest.raises(InputError, match="no observables"):
         parse_observables(" , ", 4)
+
+
+QASM2 = 'OPENQASM 2.0;\ninclude "qelib1.inc";\n'
+QASM3 = 'OPENQASM 3.0;\ninclude "stdgates.inc";\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (QASM2 + 'include "/etc/passwd";\nqreg q[2];', r'includes "/etc/passwd": only qelib1\.inc'),
+        (QASM3 + 'include "mine.inc";\nqubit[2] q;', r'includes "mine\.inc"'),
+        (QASM2 + "qreg q[1001];", r"declares 1,001 qubits; at most 1,000"),
+        (QASM2 + "qreg a[600];\nqreg b[600];", r"declares 1,200 qubits"),
+        (QASM2 + "qreg q[2];\ncreg c[4294967296];", r"declares 4,294,967,296 classical bits"),
+        (QASM3 + "qubit[2147483648] q;", r"declares 2,147,483,648 qubits"),
+        (QASM3 + "qubit[2 + 3] q;", r"size '2 \+ 3'.*whole number"),
+        (QASM2 + "qreg q[²];", r"size '²'.*whole number"),
+        (QASM3 + "h $1000;", r"declares 1,001 qubits"),
+        ("OPENQASM 2.0;\n// qreg q[2];", "has no qubits; declare a register"),
+        (QASM2 + "qreg q[2];\nrx(1e400) q[0];", r"angle 'inf' of a 'rx' gate is not finite"),
+        (QASM2 + "qreg q[1];\nu(1e400-1e400,0,0) q[0];", r"angle 'nan' of a 'u' gate"),
+    ],
+    ids=[
+        "include-absolute", "include-other", "1001-qubits", "registers-add-up",
+        "huge-creg", "huge-qubit", "size-expression", "size-superscript", "physical-qubit", "no-qubits",
+        "angle-inf", "angle-nan",
+    ],
+)  # fmt: skip
+def test_qasm_is_checked_before_it_is_parsed(text, message):
+    with pytest.raises(InputError, match=message):
+        load_circuit(text)
+
+
+def test_standard_includes_commented_ones_and_declared_sizes_up_to_the_limit_pass():
+    assert (
+        load_circuit(QASM2 + '// include "/etc/passwd";\nqreg q[1000];\nh q[0];').num_qubits == 1000
+    )
+    assert load_circuit(QASM3 + "qubit[3] q;\nqubit r;\nbit[3] c;\nh q[0];").num_qubits == 4
+
+
+def test_an_empty_file_is_called_empty(tmp_path):
+    (tmp_path / "empty.qasm").write_text("\n \n")
+    with pytest.raises(InputError, match=r"empty\.qasm is empty: give a file holding"):
+        load_circuit(str(tmp_path / "empty.qasm"))
+    with pytest.raises(InputError, match="the circuit has no qubits"):
+        load_circuit(QuantumCircuit())
+
+
+@pytest.mark.parametrize(
+    ("parameters", "message"),
+    [
+        ([float("nan")], r"parameter value 'nan' is not finite"),
+        ([float("-inf")], r"parameter value '-inf' is not finite"),
+        ({"theta": float("inf")}, r"parameter value 'inf' is not finite"),
+        (["half"], r"parameter value 'half' is not a number"),
+        ([None], r"parameter value None is not a number"),
+        ("0.5", r"parameters must be a list of numbers.*got str"),
+        (0.5, r"parameters must be a list of numbers.*got float"),
+    ],
+    ids=["nan", "minus-inf", "inf-by-name", "word", "none", "string", "number"],
+)
+def test_parameter_values_must_be_finite_numbers(parameters, message):
+    from qiskit.circuit import Parameter
+
+    circuit = QuantumCircuit(1)
+    circuit.rx(Parameter("theta"), 0)
+    with pytest.raises(InputError, match=message):
+        load_circuit(circuit, parameters)
+
+
+def test_observables_of_the_wrong_type_are_named():
+    with pytest.raises(InputError, match="observables must be Pauli strings.*got int"):
+        parse_observables(1234, 4)

@@ -144,8 +144,12 @@ def test_unknown_batch_and_unknown_sampler(tmp_path, plan):
     job = write_job(circuit, cut_plan, str(tmp_path), "job", num_batches=2)
     with pytest.raises(InputError, match="batch 5 does not exist: the job has batches 0..1"):
         run_batch(job.manifest_uri, 5, ExecutionOptions())
-    with pytest.raises(InputError, match="unknown sampler 'nonsense'"):
-        run_batch(job.manifest_uri, 0, ExecutionOptions(mode="shots", shots=5, sampler="nonsense"))
+    with pytest.raises(ValueError, match="unknown sampler 'nonsense'"):  # refused when built
+        ExecutionOptions(mode="shots", shots=5, sampler="nonsense")
+    with pytest.raises(InputError, match="cannot import sampler 'nosuch:Sampler'"):
+        run_batch(
+            job.manifest_uri, 0, ExecutionOptions(mode="shots", shots=5, sampler="nosuch:Sampler")
+        )
 
 
 def test_store_credentials_come_from_the_pods_environment(monkeypatch):

@@ -32,16 +32,24 @@ class BackendError(HybridQuantumError):
 def invalid_fields(what: str, exc: ValidationError, fix: str) -> InputError:
     """An InputError naming each invalid field and what is wrong with it, never its value.
 
-    Pydantic's own message quotes every input, and a connection's extras may hold secrets (a
-    misspelt key's value often is one), so only the field's location and the problem are kept.
     Raise it ``from None``: a chained ValidationError would print the values in the traceback.
     """
-    problems = "; ".join(
+    return InputError(
+        f"invalid {what} ({one_line(exc)}); {fix} (values are not shown: they may be secret)"
+    )
+
+
+def one_line(exc: ValidationError) -> str:
+    """Pydantic's report as one line, ``field: problem; ...``, never the values given.
+
+    Pydantic's own message quotes every input, and a connection's extras may hold secrets (a
+    misspelt key's value often is one), so only the field's location and the problem are kept.
+    An :class:`InputError` a validator raises arrives inside a ValidationError; its message is
+    kept as it is.
+    """
+    return "; ".join(
         f"{'.'.join(map(str, error['loc'])) or 'value'}: {_problem(error)}"
         for error in exc.errors(include_url=False, include_context=False, include_input=False)
-    )
-    return InputError(
-        f"invalid {what} ({problems}); {fix} (values are not shown: they may be secret)"
     )
 
 

@@ -14,6 +14,7 @@ import os
 import socket
 import time
 import uuid
+from pathlib import PurePosixPath
 from typing import Any
 
 import fsspec
@@ -23,15 +24,36 @@ from hybrid_provider.core.errors import ArtifactError, InputError
 
 
 def normalise_uri(uri: str | os.PathLike[str]) -> str:
-    """Give plain paths a ``file://`` scheme and an absolute path, so URIs survive a ``cd``."""
+    """Give plain paths a ``file://`` scheme and an absolute path, so URIs survive a ``cd``.
+
+    A plain path is resolved against the working folder, ``..`` included, as a shell would; a
+    URI must name its folder directly, because ``..`` in it would reach outside the store.
+    """
+    if not isinstance(uri, str | os.PathLike):
+        raise InputError(
+            "a store path or URI must be text (a path, or a URI such as file:///data/hq or "
+            f"s3://bucket/prefix), got {type(uri).__name__}"
+        )
     text = os.fspath(uri)
     if "://" in text:
+        _refuse_dot_segments(text.partition("://")[2], f"URI '{text}'")
         return text.rstrip("/")
     return "file://" + os.path.abspath(text).rstrip("/")
 
 
 def join(uri: str, *parts: str) -> str:
+    """``uri`` extended by relative ``parts``, which may not climb out of it."""
+    for part in parts:
+        _refuse_dot_segments(part, f"path '{part}' in the store")
     return "/".join([uri.rstrip("/"), *(part.strip("/") for part in parts)])
+
+
+def _refuse_dot_segments(path: str, what: str) -> None:
+    if any(segment in (".", "..") for segment in path.split("/")):
+        raise InputError(
+            f"the {what} has a '.' or '..' segment, which would reach outside the store; "
+            "name the folder directly"
+        )
 
 
 #: Storage options reach pods as environment variables: ``HYBRID_QUANTUM_STORE_<option>``
@@ -90,7 +112,11 @@ _TEMPORARY_MARK = ".tmp-"
 def write_bytes_atomic(uri: str, data: bytes) -> None:
     fs, path = filesystem(uri)
     parent = path.rsplit("/", 1)[0]
-    fs.makedirs(parent, exist_ok=True)
+    try:
+        fs.makedirs(parent, exist_ok=True)
+    except (NotADirectoryError, FileExistsError):
+        _refuse_file_in_the_way(parent)
+        raise
     if isinstance(fs, LocalFileSystem):
         remove_abandoned_temporaries(path)
         temporary = (
@@ -140,6 +166,24 @@ def _writer_alive(tag: str, candidate: str) -> bool:
         return time.time() - os.path.getmtime(candidate) < FOREIGN_TEMPORARY_TTL_S
     except FileNotFoundError:
         return True
+
+
+def check_local_root(uri: str) -> str:
+    """Refuse a ``file://`` store that lies under a plain file, before anything is written."""
+    if uri.startswith("file://"):
+        _refuse_file_in_the_way(uri.removeprefix("file://"))
+    return uri
+
+
+def _refuse_file_in_the_way(path: str) -> None:
+    for candidate in (path, *(str(p) for p in PurePosixPath(path).parents)):
+        if os.path.lexists(candidate):
+            if os.path.isdir(candidate):
+                return
+            raise InputError(
+                f"cannot store anything under {path}: {candidate} is a file, not a folder; give "
+                "a store path whose every folder is a folder (or does not exist yet)"
+            )
 
 
 def write_json_atomic(uri: str, payload: Any) -> None:

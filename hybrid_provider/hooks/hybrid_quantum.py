@@ -64,12 +64,13 @@ class HybridQuantumHook(BaseHook):
         except AirflowNotFoundException:
             if self.hybrid_conn_id != self.default_conn_name:
                 raise
+        store_uri = store.normalise_uri(
+            self._store_override or extra.get("store_uri") or default_store_uri()
+        )
         return {
             **extra,
             "backend": self._backend_override or extra.get("backend") or "local",
-            "store_uri": store.normalise_uri(
-                self._store_override or extra.get("store_uri") or default_store_uri()
-            ),
+            "store_uri": store.check_local_root(store_uri),
         }
 
     @property

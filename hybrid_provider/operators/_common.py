@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import re
+import reprlib
 from collections.abc import Iterator
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
+from pydantic import ValidationError
 
-from hybrid_provider.core.errors import ArtifactError, CutPlanError, InputError
+from hybrid_provider.core.errors import ArtifactError, CutPlanError, InputError, one_line
 from hybrid_provider.hooks.hybrid_quantum import HybridQuantumHook
 
 
@@ -46,12 +48,32 @@ class UsesHybridConnection:
 def bad_input_fails_task() -> Iterator[None]:
     """Bad input will not fix itself on retry: fail the task at once with the core's message.
 
-    Backend errors (a cluster that does not answer) are left to Airflow's retries.
+    Backend errors (a cluster that does not answer) are left to Airflow's retries. A
+    validation error is bad input too: pydantic wraps the InputError a validator raises in it.
     """
     try:
         yield
     except (InputError, CutPlanError, ArtifactError) as exc:
         raise AirflowFailException(str(exc)) from exc
+    except ValidationError as exc:
+        raise AirflowFailException(one_line(exc)) from exc
+
+
+def optional_whole_number(value: Any, name: str) -> int | None:
+    """Like :func:`whole_number`; an absent value (``None``, or rendered as ``""``/``"None"``) is None."""
+    return None if value in (None, "", "None") else whole_number(value, name)
+
+
+def whole_number(value: Any, name: str) -> int:
+    """An integer argument, given as a number or rendered from a template as text ("8")."""
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        value = str(value)  # int() would take True as 1 and truncate 2.5
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise InputError(
+            f"{name} must be a whole number such as 4, got {reprlib.repr(value)}"
+        ) from None
 
 
 def safe_path(text: str) -> str:

@@ -9,7 +9,13 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 
 from hybrid_provider.core.cut import DEFAULT_MAX_COEFFICIENTS
-from hybrid_provider.operators._common import UsesHybridConnection, bad_input_fails_task, safe_path
+from hybrid_provider.operators._common import (
+    UsesHybridConnection,
+    bad_input_fails_task,
+    optional_whole_number,
+    safe_path,
+    whole_number,
+)
 
 
 class CutCircuitOperator(UsesHybridConnection, BaseOperator):
@@ -78,15 +84,19 @@ class CutCircuitOperator(UsesHybridConnection, BaseOperator):
 
         started = time.perf_counter()
         with bad_input_fails_task():
+            max_qubits = optional_whole_number(self.max_subcircuit_qubits, "max_subcircuit_qubits")
+            max_coefficients = whole_number(self.max_coefficients, "max_coefficients")
+            cut_seed = whole_number(self.cut_seed, "cut_seed")
+            num_batches = whole_number(self.num_batches, "num_batches")
             circuit = load_circuit(self.circuit, self.parameters)
             observables = parse_observables(self.observables, circuit.num_qubits)
             plan = plan_cuts(
                 circuit,
                 observables,
                 partition_labels=self.partition_labels or None,
-                max_subcircuit_qubits=_optional_int(self.max_subcircuit_qubits),
-                seed=self.cut_seed,
-                max_coefficients=int(self.max_coefficients),
+                max_subcircuit_qubits=max_qubits,
+                seed=cut_seed,
+                max_coefficients=max_coefficients,
             )
             self.log.info(
                 "Cut plan: %d cut(s) (%d gate, %d wire), subcircuit widths %s, sampling "
@@ -103,15 +113,15 @@ class CutCircuitOperator(UsesHybridConnection, BaseOperator):
                 plan,
                 self.hook.store_uri,
                 safe_path(self.job_name),
-                int(self.num_batches),
+                num_batches,
                 plan_seconds=time.perf_counter() - started,
                 request=CutRequest(
                     parameters=_recorded(self.parameters),
                     partition_labels=self.partition_labels or None,
-                    max_subcircuit_qubits=_optional_int(self.max_subcircuit_qubits),
-                    max_coefficients=int(self.max_coefficients),
-                    cut_seed=self.cut_seed,
-                    num_batches=int(self.num_batches),
+                    max_subcircuit_qubits=max_qubits,
+                    max_coefficients=max_coefficients,
+                    cut_seed=cut_seed,
+                    num_batches=num_batches,
                 ),
                 origin=Origin(
                     dag_id=self.dag_id,
@@ -144,7 +154,3 @@ def _recorded(parameters: Any) -> list[float] | dict[str, float] | None:
     if isinstance(parameters, dict):
         return {str(name): float(value) for name, value in parameters.items()}
     return [float(value) for value in parameters]
-
-
-def _optional_int(value: Any) -> int | None:
-    return None if value in (None, "", "None") else int(value)

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, get_args
 
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
 from hybrid_provider.core import store
+from hybrid_provider.core.errors import InputError
+from hybrid_provider.core.execute.options import Device
 from hybrid_provider.core.manifest import artifact_uri
 from hybrid_provider.links import ResultsReportLink
-from hybrid_provider.operators._common import UsesHybridConnection, bad_input_fails_task
+from hybrid_provider.operators._common import (
+    UsesHybridConnection,
+    bad_input_fails_task,
+    whole_number,
+)
 
 RESULTS_NAME = "results/reconstruction.json"
 
@@ -52,6 +58,10 @@ class CupyReconstructOperator(UsesHybridConnection, BaseOperator):
         from hybrid_provider.core.reconstruct.combine import reconstruct_job
 
         with bad_input_fails_task():
+            if self.device not in get_args(Device):
+                raise InputError(
+                    f"unknown device '{self.device}': use {', '.join(get_args(Device))}"
+                )
             self._verify_sample()
             result = reconstruct_job(self.manifest_uri, device=self.device)
         self._log_provenance(result.mixed_software)
@@ -75,7 +85,7 @@ class CupyReconstructOperator(UsesHybridConnection, BaseOperator):
 
     def _verify_sample(self) -> None:
         """Rerun a sample of batches first, so a job that does not reproduce publishes nothing."""
-        sample = int(self.verify_sample or 0)
+        sample = whole_number(self.verify_sample or 0, "verify_sample")
         if sample <= 0:
             return
         from hybrid_provider.core.verify import verify_job

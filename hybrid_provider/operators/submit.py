@@ -13,7 +13,11 @@ from hybrid_provider.core.errors import HybridQuantumError
 from hybrid_provider.core.execute.options import execution_options
 from hybrid_provider.core.manifest import load_manifest
 from hybrid_provider.links import ArgoWorkflowLink
-from hybrid_provider.operators._common import UsesHybridConnection, bad_input_fails_task
+from hybrid_provider.operators._common import (
+    UsesHybridConnection,
+    bad_input_fails_task,
+    optional_whole_number,
+)
 
 
 class ArgoSubmitOperator(UsesHybridConnection, BaseOperator):
@@ -89,7 +93,7 @@ class ArgoSubmitOperator(UsesHybridConnection, BaseOperator):
             manifest = load_manifest(self.manifest_uri)
             options = execution_options(
                 mode=self.mode,
-                shots=None if self.shots in (None, "", "None") else int(self.shots),
+                shots=optional_whole_number(self.shots, "shots"),
                 seed=self.seed,
                 device=self.device,
                 sampler=self.sampler,

@@ -9,6 +9,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hybrid_provider.backends.base import BackendPlugin
+from hybrid_provider.constants import FLAVORS
+from hybrid_provider.core.errors import InputError
 
 
 class LocalConnection(BaseModel):
@@ -24,14 +26,36 @@ class LocalConnection(BaseModel):
 
     @field_validator("quota", mode="before")
     @classmethod
-    def _json_text(cls, value: Any) -> Any:
-        """The connection form gives text: parse it here, so the error says where it is."""
-        if isinstance(value, str):
-            try:
-                return json.loads(value)
-            except json.JSONDecodeError:
-                raise ValueError('must be JSON such as {"cpu": 2, "gpu": 1}') from None
-        return value
+    def _slots_per_flavor(cls, value: Any) -> dict[str, int] | None:
+        """The form gives JSON text; every key a known flavor, every value whole slots."""
+        return local_quota(value)
+
+
+def local_quota(value: Any) -> dict[str, int] | None:
+    """The connection's local quota: slots per flavor, typed into the form as JSON."""
+    example = '{"cpu": 2, "gpu": 1, "qpu": 1}'
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"local_quota must be JSON such as {example}: {exc}") from exc
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InputError(
+            f"local_quota must be a JSON object of slots per flavor such as {example}, "
+            f"got a {type(value).__name__}"
+        )
+    for flavor, slots in value.items():
+        if flavor not in FLAVORS:
+            raise InputError(
+                f"local_quota names unknown flavor '{flavor}'; use {', '.join(FLAVORS)}"
+            )
+        if isinstance(slots, bool) or not isinstance(slots, int):
+            raise InputError(f"local_quota slots for '{flavor}' must be a whole number such as 2")
+        if slots < 0:
+            raise InputError(f"local_quota slots for '{flavor}' must be 0 or more")
+    return value
 
 
 PLUGIN = BackendPlugin(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from hybrid_provider.core.errors import InputError
+from hybrid_provider.core.errors import InputError, one_line
 
 Mode = Literal["exact", "shots"]
 Device = Literal["cpu", "gpu", "auto"]
@@ -15,6 +16,13 @@ DEFAULT_SAMPLER = "aer"
 #: Options that say where a batch runs, not what it computes: recorded with each result, never
 #: compared, so batches of one job may run on CPU, GPU or another flavor and still combine.
 PLACEMENT_FIELDS = frozenset({"device"})
+AER_SAMPLER = "aer-sampler"
+#: Shots per subexperiment: a billion is beyond any device's budget, and totals over a job's
+#: subexperiments must still count in 64 bits.
+MAX_SHOTS = 10**9
+#: Seeds travel through JSON and YAML to pods; a 64-bit signed integer survives every parser.
+MAX_SEED = 2**63 - 1
+_IMPORT_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 
 
 class ExecutionOptions(BaseModel):
@@ -42,6 +50,28 @@ class ExecutionOptions(BaseModel):
         """What a result is a result of (mode, shots, seed, sampler, allocation)."""
         return self.model_dump(exclude=set(PLACEMENT_FIELDS))
 
+    @field_validator("shots")
+    @classmethod
+    def _shots_in_range(cls, shots: int | None) -> int | None:
+        if shots is not None and shots > MAX_SHOTS:
+            raise InputError(
+                f"{shots:,} shots asked for; give at most {MAX_SHOTS:,} shots per subexperiment"
+            )
+        return shots
+
+    @field_validator("seed")
+    @classmethod
+    def _seed_in_range(cls, seed: int) -> int:
+        if not 0 <= seed <= MAX_SEED:
+            raise InputError(f"the seed must be 0 or more and at most {MAX_SEED:,}, got {seed}")
+        return seed
+
+    @field_validator("sampler")
+    @classmethod
+    def _sampler_named(cls, sampler: str) -> str:
+        check_sampler_name(sampler)
+        return sampler
+
     @model_validator(mode="after")
     def _consistent(self) -> ExecutionOptions:
         if self.mode == "shots" and (self.shots is None or self.shots < 1):
@@ -58,14 +88,18 @@ class ExecutionOptions(BaseModel):
         return self
 
 
+def check_sampler_name(name: str) -> None:
+    """A sampler is ``aer``, ``aer-sampler``, or an import path ``module:attribute``."""
+    if name not in (DEFAULT_SAMPLER, AER_SAMPLER) and not _IMPORT_PATH.fullmatch(name):
+        raise InputError(
+            f"unknown sampler '{name}': use '{DEFAULT_SAMPLER}' (default), '{AER_SAMPLER}', or "
+            "an import path 'module:attribute' naming a SamplerV2 or a backend"
+        )
+
+
 def execution_options(**fields) -> ExecutionOptions:
     """Build options, turning pydantic's report into one InputError sentence per problem."""
     try:
         return ExecutionOptions(**fields)
     except ValidationError as exc:
-        problems = "; ".join(
-            error["msg"].removeprefix("Value error, ")
-            + (f" ({'.'.join(map(str, error['loc']))})" if error["loc"] else "")
-            for error in exc.errors()
-        )
-        raise InputError(f"invalid execution options: {problems}") from exc
+        raise InputError(f"invalid execution options: {one_line(exc)}") from exc

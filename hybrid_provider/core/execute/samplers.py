@@ -16,29 +16,36 @@ from qiskit import QuantumCircuit
 from qiskit.providers import BackendV2
 
 from hybrid_provider.core.errors import InputError
+from hybrid_provider.core.execute.options import AER_SAMPLER, check_sampler_name
 from hybrid_provider.core.execute.outcomes import OBSERVABLE_REGISTER, QPD_REGISTER
-
-AER_SAMPLER = "aer-sampler"
 
 
 def resolve_sampler(name: str):
-    """``aer-sampler`` is Aer's SamplerV2 (shot by shot); anything else is ``module:attribute``."""
+    """``aer-sampler`` is Aer's SamplerV2 (shot by shot); anything else is ``module:attribute``.
+
+    Raises:
+        InputError: the name does not import, or names something that is not a sampler.
+    """
     if name == AER_SAMPLER:
         from qiskit_aer.primitives import SamplerV2
 
         return SamplerV2()
+    check_sampler_name(name)
     module_name, _, attribute = name.partition(":")
-    if not module_name or not attribute:
-        raise InputError(
-            f"unknown sampler '{name}': use 'aer' (default), '{AER_SAMPLER}', or an import path "
-            "'module:attribute' naming a SamplerV2 or a backend"
-        )
     try:
         target = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as exc:
         raise InputError(f"cannot import sampler '{name}': {exc}") from exc
     if inspect.isclass(target) or (callable(target) and not hasattr(target, "run")):
-        return target()  # a class or factory: build the sampler or backend
+        try:
+            target = target()  # a class or factory: build the sampler or backend
+        except TypeError as exc:  # it needs arguments: not a factory we can call
+            raise InputError(f"cannot build sampler '{name}' without arguments: {exc}") from exc
+    if not isinstance(target, BackendV2) and not callable(getattr(target, "run", None)):
+        raise InputError(
+            f"'{name}' is not a SamplerV2 or a backend (it gives a {type(target).__name__}); "
+            "name a SamplerV2, a BackendV2, or a class or function returning one"
+        )
     return target
 
 
