@@ -923,7 +923,7 @@ OPERATOR_CASES: list[tuple[str, str, dict, str]] = [
         "submit-backend-slurm",
         "submit",
         {"backend": "slurm"},
-        "unknown backend: .*must be one of local, kubernetes",
+        "unknown backend: .*must be one of kubernetes, local",
     ),
     (
         "submit-store-s3-local",
@@ -1003,7 +1003,7 @@ CONNECTION_CASES: list[tuple[str, dict, str]] = [
     (
         "backend-unknown",
         {"backend": "slurm"},
-        "unknown backend: .*must be one of local, kubernetes",
+        "unknown backend: .*must be one of kubernetes, local",
     ),
     ("store-dotdot", {"store_uri": "file://{store}/../elsewhere"}, r"'\.\.'"),
     ("store-under-file", {"store_uri": "{inputs}/plain-file/store"}, r"plain-file is a file"),

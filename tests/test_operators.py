@@ -320,7 +320,7 @@ def test_the_local_quota_comes_from_the_connection_form_as_json(tmp_path, monkey
     monkeypatch.setenv(
         "AIRFLOW_CONN_HQ_QUOTA", json.dumps({"conn_type": "hybrid_quantum", "extra": extra})
     )
-    with pytest.raises(InputError, match=r"local_quota: must be JSON"):
+    with pytest.raises(InputError, match=r"local_quota must be JSON"):
         HybridQuantumHook("hq_quota").get_backend()
 
 
