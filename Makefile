@@ -116,7 +116,7 @@ bench-quick: install
 	$(BIN)/python -m benchmarks.run --quick
 
 lint: install
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
 
 clean: cluster-down
 	rm -rf $(DEMO_HOME) $(LOWEST_HOME) $(UI_HOME) .hybrid-quantum .pytest_cache .cluster .cluster-tests

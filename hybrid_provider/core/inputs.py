@@ -12,6 +12,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from numbers import Real
+from typing import TypeAlias
 
 from qiskit import QuantumCircuit, qpy
 from qiskit.quantum_info import PauliList
@@ -19,7 +20,7 @@ from qiskit.quantum_info import PauliList
 from hybrid_provider.core.errors import InputError
 from hybrid_provider.core.store import read_bytes
 
-CircuitSource = QuantumCircuit | str | bytes
+CircuitSource: TypeAlias = QuantumCircuit | str | bytes
 ParameterValues = Sequence[float] | Mapping[str, float] | None
 
 #: The widest circuit (and the most classical bits) accepted. Subexperiments must fit a

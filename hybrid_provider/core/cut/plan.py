@@ -205,7 +205,8 @@ def plan_cuts(
         plan = _plan_from_labels(circuit, observables, partition_labels)
         advice = "choose partition labels that cut fewer gates"
     else:
-        search = _Search(int(max_subcircuit_qubits), seed, max_coefficients, find_cuts_seconds)
+        assert max_subcircuit_qubits is not None  # exactly one of the two, checked above
+        search = _Search(max_subcircuit_qubits, seed, max_coefficients, find_cuts_seconds)
         plan = _plan_automatically(circuit, observables, search)
         advice = "raise the qubits-per-subcircuit limit"
     if plan.num_coefficients > max_coefficients:
