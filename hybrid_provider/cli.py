@@ -17,7 +17,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from hybrid_provider.core.cut import DEFAULT_MAX_COEFFICIENTS
-from hybrid_provider.core.errors import HybridQuantumError, InputError, one_line
+from hybrid_provider.core.errors import HybridQuantumError, InputError
+from hybrid_provider.core.failures import describe, exit_code
 
 DEFAULT_STORE = ".hybrid-quantum"
 
@@ -27,12 +28,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (HybridQuantumError, FileNotFoundError, PermissionError) as exc:
-        print(f"hybrid-quantum: error: {exc}", file=sys.stderr)
-        return 2
-    except ValidationError as exc:  # a validator's InputError, wrapped by pydantic
-        print(f"hybrid-quantum: error: {one_line(exc)}", file=sys.stderr)
-        return 2
+    except (HybridQuantumError, OSError, ValidationError) as exc:
+        # exit codes from core.failures: 2 for bad input (Argo does not retry it), 1 else
+        print(f"hybrid-quantum: error: {describe(exc)}", file=sys.stderr)
+        return exit_code(exc)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
-from pydantic import ValidationError
 
-from hybrid_provider.core.errors import ArtifactError, CutPlanError, InputError, one_line
+from hybrid_provider.core.errors import InputError
+from hybrid_provider.core.failures import Disposition, describe, disposition
 from hybrid_provider.hooks.hybrid_quantum import HybridQuantumHook
 
 
@@ -46,17 +46,14 @@ class UsesHybridConnection:
 
 @contextlib.contextmanager
 def bad_input_fails_task() -> Iterator[None]:
-    """Bad input will not fix itself on retry: fail the task at once with the core's message.
-
-    Backend errors (a cluster that does not answer) are left to Airflow's retries. A
-    validation error is bad input too: pydantic wraps the InputError a validator raises in it.
-    """
+    """Fail the task at once, without retrying, on what ``core.failures`` calls bad input;
+    leave everything else (a cluster that does not answer) to Airflow's retries."""
     try:
         yield
-    except (InputError, CutPlanError, ArtifactError) as exc:
-        raise AirflowFailException(str(exc)) from exc
-    except ValidationError as exc:
-        raise AirflowFailException(one_line(exc)) from exc
+    except Exception as exc:
+        if disposition(exc) == Disposition.FAIL:
+            raise AirflowFailException(describe(exc)) from exc
+        raise
 
 
 def optional_whole_number(value: Any, name: str) -> int | None:

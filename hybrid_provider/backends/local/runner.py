@@ -38,7 +38,7 @@ from hybrid_provider.backends.status import (
     WorkflowPhase,
     WorkflowStatus,
 )
-from hybrid_provider.core.errors import HybridQuantumError
+from hybrid_provider.core.failures import Disposition, describe, disposition
 from hybrid_provider.core.provenance import EXECUTOR_ENVIRONMENT, THREADS_VARIABLE
 
 log = logging.getLogger("hybrid_provider.local.runner")
@@ -186,12 +186,12 @@ class Runner:
             batch = self.running.pop(future)
             try:
                 duration, skipped, device = future.result()
-            except BrokenProcessPool as exc:
+            except BrokenProcessPool as exc:  # the pool is gone: the run ends here
                 self._fail(batch, f"a worker process died: {exc}", retry=False)
-            except HybridQuantumError as exc:
-                self._fail(batch, str(exc), retry=False)
-            except Exception as exc:  # unexpected: retried once, as Argo's retryStrategy would
-                self._fail(batch, f"{type(exc).__name__}: {exc}", retry=True)
+            except Exception as exc:  # core.failures decides, as for the operators and pods
+                retry = disposition(exc) == Disposition.RETRY
+                self._fail(batch, describe(exc) if not retry else f"{type(exc).__name__}: {exc}",
+                           retry=retry)  # fmt: skip
             else:
                 batch.succeed(_now(), duration, reused=skipped)
                 how = "result already stored" if skipped else f"{duration:.1f} s on {device}"
