@@ -364,3 +364,25 @@ def test_a_trigger_event_the_sensor_does_not_know_fails_the_task_with_its_messag
     sensor = KueueWaitSensor(task_id="wait", workflow_name="w", stop_on_kill=False)
     with pytest.raises(AirflowFailException, match="cluster unreachable"):
         sensor.execute_complete({}, {"state": "error", "message": "cluster unreachable"})
+
+
+def test_the_wait_reads_the_backend_the_submit_used_not_its_own_connection(
+    tmp_path, circuit_text, monkeypatch
+):
+    """The connection says kubernetes; the submit task overrides it with local. The wait,
+    given what the submit returned, reads the local run (it used to ask the cluster)."""
+    cluster = {"conn_type": "hybrid_quantum",
+               "extra": {"backend": "kubernetes", "kubernetes_conn_id": "nowhere"}}  # fmt: skip
+    monkeypatch.setenv("AIRFLOW_CONN_HYBRID_QUANTUM_DEFAULT", json.dumps(cluster))
+    _, text = circuit_text
+    cut = _cut(tmp_path, text)
+    submitted = ArgoSubmitOperator(
+        task_id="submit", manifest_uri=cut["manifest_uri"], backend="local",
+        store_uri=str(tmp_path),
+    ).execute(CONTEXT)  # fmt: skip
+    assert submitted["backend"] == "local"
+    sensor = KueueWaitSensor(task_id="wait", submitted=submitted, poke_interval=0.1)
+    deadline = time.monotonic() + 60
+    while not (outcome := sensor.poke({})) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert outcome and outcome.xcom_value["progress"] == "3/3"
