@@ -20,6 +20,8 @@ MAX_NAME_LENGTH = 63
 
 
 class BatchTask(BaseModel):
+    """One batch of the job as one unit of work: an Argo task (a pod), a local worker's job."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     index: int
@@ -28,6 +30,10 @@ class BatchTask(BaseModel):
 
 
 class WorkflowSpec(BaseModel):
+    """Everything a backend needs to run a job's batches, and nothing about where it runs:
+    the same spec goes to any backend. Submitting it twice under one name is a no-op (the
+    name is derived from the DAG, task and run), so a retried submit reattaches."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str

@@ -34,6 +34,8 @@ class CutCircuitOperator(UsesHybridConnection, BaseOperator):
         multiplies them by up to 8); the default admits 6 cut CX gates.
     :param job_name: folder of the job in the store; by default unique per DAG run and task, so
         a retried task reuses the job it already wrote.
+    :param cut_seed: seed of ``find_cuts``' search (automatic cut finding), for a plan that is
+        the same on every run.
 
     Returns (XCom) the manifest URI and the plan's numbers, never the subexperiments.
     """

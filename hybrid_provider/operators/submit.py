@@ -36,6 +36,16 @@ class ArgoSubmitOperator(UsesHybridConnection, BaseOperator):
     :param device: Aer device: ``auto`` (default: the GPU when the worker has one), ``gpu`` or ``cpu``.
     :param shot_allocation: shot mode: ``uniform`` (the same shots per subexperiment) or
         ``weighted`` (the same total, spread by each subexperiment's |coefficient| weight).
+    :param seed: seed of the built-in shot sampler; batch ``i`` draws from ``(seed, i)``, so a
+        rerun (``hybrid-quantum verify``) draws the same shots.
+    :param queue_name: the Kueue LocalQueue; by default the chart's queue for the flavor.
+    :param priority_class: a Kueue WorkloadPriorityClass (e.g. ``hybrid-quantum-nightly``), so
+        urgent work can preempt it, or it can preempt less urgent work.
+    :param workflow_name: a name of your own instead of the one derived from the DAG, task and
+        run (lower case, digits and ``-``; a retry must give the same one to reattach).
+
+    Returns (XCom) the workflow's name, the backend it went to with that backend's settings
+    (``KueueWaitSensor(submitted=...)`` reads the same place), the batch count and a UI link.
     """
 
     template_fields: Sequence[str] = (

@@ -69,6 +69,10 @@ def _run_batch_in_worker(manifest_uri: str, index: int, options: dict, environme
 
 
 class Runner:
+    """The detached process of one local run: takes its turns at the store's queue, runs the
+    admitted batches in a process pool and writes the status after every change, until every
+    batch is done, a batch fails for good, or a stop is requested."""
+
     def __init__(self, run_dir: Path):
         self.run_dir = run_dir
         self.spec = WorkflowSpec.model_validate_json((run_dir / SPEC_FILE).read_text())
