@@ -98,6 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--sample-seed", type=int, help="seed for --sample (default: random)")
     _add_json(verify)
     verify.set_defaults(handler=_verify)
+
+    metrics = commands.add_parser(
+        "metrics", help="serve Prometheus metrics of the jobs and local runs in a store"
+    )
+    metrics.add_argument("--store", required=True, help="store URI (e.g. s3://bucket/prefix)")
+    metrics.add_argument("--port", type=int, default=9090, help="port to serve /metrics on")
+    metrics.add_argument("--address", default="0.0.0.0", help="address to listen on")
+    metrics.set_defaults(handler=_metrics)
     return parser
 
 
@@ -291,6 +299,19 @@ def _verify(args: argparse.Namespace) -> int:
         matched = sum(check.matched for check in verification.checks)
         print(f"{matched} of {len(verification.checks)} batch(es) reproduced")
     return 0 if verification.ok else 1
+
+
+def _metrics(args: argparse.Namespace) -> int:
+    """Serve until stopped; each scrape reads the store (hybrid_provider/metrics.py)."""
+    from prometheus_client import start_http_server
+
+    from hybrid_provider.metrics import registry
+
+    server, thread = start_http_server(args.port, args.address, registry(args.store))
+    print(f"serving metrics of {args.store} on http://{args.address}:{server.server_port}/metrics")
+    sys.stdout.flush()
+    thread.join()
+    return 0
 
 
 def _estimate(args: argparse.Namespace) -> int:
