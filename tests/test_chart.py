@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -59,7 +60,7 @@ CRD_KINDS = {
     "WorkflowTemplate",
 }
 #: API versions kubernetes-validate knows (the chart renders no other built-in kinds).
-CORE_API_VERSIONS = {"v1", "rbac.authorization.k8s.io/v1", "batch/v1"}
+CORE_API_VERSIONS = {"v1", "rbac.authorization.k8s.io/v1", "batch/v1", "apps/v1"}
 #: Kinds whose schema is neither in the CRD dir nor in kubernetes-validate.
 UNCHECKED_KINDS = {"ServiceMonitor"}
 
@@ -74,7 +75,13 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "tenantNamespaces": ["team-a", "team-b"],
         "airflow": {"serviceAccount": {"namespace": "airflow"}},
     },
-    "monitoring-on": {"monitoring": {"serviceMonitor": {"enabled": True}}},
+    "monitoring-on": {
+        "monitoring": {
+            "exporter": {"enabled": True, "storeUri": "s3://bucket/hq"},
+            "serviceMonitor": {"enabled": True},
+            "grafanaDashboard": {"enabled": True},
+        }
+    },
     "kueue-off": {"kueue": {"enabled": False}},
     "everything": {
         "tenantNamespaces": ["team-a", "team-b"],
@@ -112,7 +119,11 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "activeDeadlineSeconds": 3600,
             "retry": {"retryFailed": True},
         },
-        "monitoring": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
+        "monitoring": {
+            "exporter": {"enabled": True, "storeUri": "s3://bucket/hq"},
+            "serviceMonitor": {"enabled": True, "labels": {"release": "prom"}},
+            "grafanaDashboard": {"enabled": True},
+        },
         "qpuCapacityPatch": {"enabled": True, "capacity": 2},
     },
 }
@@ -204,8 +215,8 @@ def pod_specs(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     for wft in of_kind(docs, "WorkflowTemplate"):
         for template in wft["spec"]["templates"]:
             out.append((f"WorkflowTemplate {template['name']}", template))
-    for job in of_kind(docs, "Job"):
-        out.append((f"Job {job['metadata']['name']}", job["spec"]["template"]["spec"]))
+    for job in of_kind(docs, "Job") + of_kind(docs, "Deployment"):
+        out.append((f"{job['kind']} {job['metadata']['name']}", job["spec"]["template"]["spec"]))
     return out
 
 
@@ -342,6 +353,11 @@ BAD_VALUES = {
     "bad-taint-effect": {
         "kueue": {"flavors": {"qpu": {"nodeTaints": [{"key": "k", "effect": "Sometimes"}]}}},
     },
+    "exporter-without-store": {"monitoring": {"exporter": {"enabled": True}}},
+    "exporter-store-not-a-uri": {
+        "monitoring": {"exporter": {"enabled": True, "storeUri": "/data/hq"}},
+    },
+    "servicemonitor-port-is-the-exporters": {"monitoring": {"serviceMonitor": {"port": 9090}}},
 }
 
 
@@ -573,17 +589,62 @@ def test_two_tenants_get_their_own_namespaced_objects(render):
     assert expression["values"] == ["team-a", "team-b"]
 
 
-def test_monitoring_renders_service_and_servicemonitor(render):
+def test_monitoring_runs_the_exporter_and_scrapes_it(render):
     docs = render("monitoring-on")
+    (deployment,) = of_kind(docs, "Deployment")
     (service,) = of_kind(docs, "Service")
     (monitor,) = of_kind(docs, "ServiceMonitor")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     for key, value in monitor["spec"]["selector"]["matchLabels"].items():
         assert service["metadata"]["labels"][key] == value
-    template = of_kind(docs, "WorkflowTemplate")[0]["spec"]["templates"][0]
+    pod = deployment["spec"]["template"]
+    assert deployment["spec"]["selector"]["matchLabels"] == service["spec"]["selector"]
     for key, value in service["spec"]["selector"].items():
-        assert template["metadata"]["labels"][key] == value
-    assert template["container"]["ports"][0]["containerPort"] == 9090
+        assert pod["metadata"]["labels"][key] == value
+    (container,) = pod["spec"]["containers"]
+    assert container["command"] == ["hybrid-quantum"]
+    assert container["args"] == ["metrics", "--store", "s3://bucket/hq", "--port", "9090"]
+    assert container["ports"][0]["containerPort"] == 9090 == service["spec"]["ports"][0]["port"]
+    assert monitor["spec"]["endpoints"][0]["port"] == container["ports"][0]["name"]
+    assert container["envFrom"][0]["secretRef"]["name"] == "hybrid-quantum-store"
+    # the store is the exporter's source: batch pods serve nothing and are told no port
+    template = of_kind(docs, "WorkflowTemplate")[0]["spec"]["templates"][0]
+    assert "ports" not in template["container"]
+    assert all("METRICS" not in env["name"] for env in template["container"]["env"])
+
+
+def test_the_exporter_has_the_store_secret_in_every_tenant(render):
+    docs = render("everything")
+    for ns in ("team-a", "team-b"):
+        one(docs, "Deployment", f"{RELEASE}-hybrid-quantum-metrics", ns)
+        one(docs, "ServiceMonitor", f"{RELEASE}-hybrid-quantum-metrics", ns)
+
+
+def test_a_servicemonitor_without_the_exporter_is_refused(helm, tmp_path):
+    values = {"monitoring": {"serviceMonitor": {"enabled": True}}}
+    done = run_helm(helm, "template", values, tmp_path)
+    assert done.returncode != 0
+    assert "monitoring.exporter.enabled" in done.stderr
+
+
+def test_the_dashboard_ships_and_queries_only_exported_metrics(render):
+    from hybrid_provider.metrics import metric_names
+
+    (config_map,) = of_kind(render("monitoring-on"), "ConfigMap")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(config_map["data"]["hybrid-quantum.json"])
+    assert dashboard == json.loads((CHART / "dashboards" / "hybrid-quantum.json").read_text())
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\bhybrid_quantum_\w+", target["expr"])
+    }
+    exported = metric_names()
+    assert queried and queried <= exported, queried - exported
+    # every family the exporter serves is on the dashboard
+    stems = {re.sub(r"_(total|bucket|sum|count)$", "", name) for name in queried}
+    assert {re.sub(r"_(total|bucket|sum|count)$", "", name) for name in exported} <= stems
 
 
 # --------------------------------------------------------------------------- security and RBAC

@@ -34,6 +34,13 @@ app.kubernetes.io/name: {{ .Chart.Name }}
 app.kubernetes.io/component: executor
 {{- end }}
 
+{{/* Labels that select the metrics exporter's pods. */}}
+{{- define "hq.metricsSelector" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: metrics
+{{- end }}
+
 {{/* Tenant namespaces as a JSON list: tenantNamespaces, or the release namespace. */}}
 {{- define "hq.tenants" -}}
 {{- if .Values.tenantNamespaces -}}
