@@ -1,7 +1,8 @@
 """``hybrid-quantum``: the quantum stage without Airflow, and the entry point pods run.
 
 ``estimate`` chains the stages; ``cut``, ``run-batch`` and ``reconstruct`` are the stages
-themselves; ``verify`` reruns stored batches to prove they reproduce. Bad input exits with
+themselves; ``verify`` reruns stored batches to prove they reproduce; ``metrics``
+serves Prometheus metrics of a store. Bad input exits with
 status 2 and one clear line on stderr, never a traceback.
 """
 

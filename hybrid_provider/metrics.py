@@ -219,10 +219,10 @@ def _batch_families(batches: list[BatchSample]) -> Iterator[Metric]:
         counts[key][2] += b.shots
         durations[key].append(b.duration_s)
         last[b.flavor] = max(last.get(b.flavor, 0.0), b.finished_at)
-    for key, (n, subs, shot_total) in sorted(counts.items()):
-        done.add_metric(key, n)
-        subexperiments.add_metric(key, subs)
-        shots.add_metric(key, shot_total)
+    for labelled, (n, subs, shot_total) in sorted(counts.items()):
+        done.add_metric(labelled, n)
+        subexperiments.add_metric(labelled, subs)
+        shots.add_metric(labelled, shot_total)
     yield from (done, subexperiments, shots)
     yield _histogram(
         "batch_duration_seconds",
