@@ -112,7 +112,8 @@ def test_a_bad_connection_fails_the_task_without_its_values(monkeypatch, tmp_pat
 def planted(monkeypatch, tmp_path):
     """The marker in every place a secret lives; the store in ``tmp_path / "store"``."""
     store = tmp_path / "store"
-    extra = {"backend": "local", "store_uri": str(store), "api_token": MARKER}
+    # a field of the kubernetes backend, which the local one ignores (an unknown one is refused)
+    extra = {"backend": "local", "store_uri": str(store), "image": MARKER}
     monkeypatch.setenv(
         "AIRFLOW_CONN_HYBRID_QUANTUM_DEFAULT", connection(extra, login="quantum", password=MARKER)
     )
