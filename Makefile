@@ -87,7 +87,7 @@ test-lowest: $(LOWEST_STAMP)
 		$(LOWEST_HOME)/hybrid-quantum/nightly-results/$(DEMO_DATE).csv
 
 test-k8s: install
-	$(BIN)/python -m pytest -q tests/kubernetes tests/controlplane
+	$(BIN)/python -m pytest -q tests/backends/kubernetes tests/controlplane
 
 # The real control plane (kube-apiserver, controller-manager, scheduler, etcd, Kueue, Argo),
 # built from the Go modules pinned in tests/controlplane/engines.py and cached in ~/.cache

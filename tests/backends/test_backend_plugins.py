@@ -2,7 +2,7 @@
 ``hybrid_quantum.backends`` is a backend, with nothing in this provider naming it.
 
 Spec: ours are found that way; the connection form lists every installed backend's fields;
-a third-party package (``tests/toy_backend``, installed here as a package) runs the example DAG
+a third-party package (``tests/backends/toy_backend``, installed here as a package) runs the example DAG
 end to end, with the values of the exact reference, chosen by the connection alone.
 """
 

@@ -16,7 +16,7 @@ from hybrid_provider import constants as C
 from hybrid_provider.backends.spec import BatchTask, WorkflowSpec
 from hybrid_provider.core.execute.options import ExecutionOptions
 
-_TESTS = str(Path(__file__).resolve().parents[1])
+_TESTS = str(Path(__file__).resolve().parents[2])
 if _TESTS not in sys.path:
     sys.path.append(_TESTS)
 

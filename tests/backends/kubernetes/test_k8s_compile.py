@@ -22,7 +22,7 @@ from hybrid_provider.backends.kubernetes.compile import (
 )
 from hybrid_provider.core.errors import InputError
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def templates(workflow):
