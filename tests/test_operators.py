@@ -173,6 +173,28 @@ def test_an_unknown_backend_fails_the_submit_task_at_once(tmp_path, circuit_text
         ).execute(CONTEXT)
 
 
+def test_a_flavor_without_local_quota_fails_the_submit_task_at_once(
+    tmp_path, circuit_text, monkeypatch
+):
+    """It used to be accepted and to fail only in the wait, with a traceback around the reason."""
+    extra = {"backend": "local", "store_uri": str(tmp_path), "local_quota": '{"gpu": 0}'}
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_HQ_NO_GPU", json.dumps({"conn_type": "hybrid_quantum", "extra": extra})
+    )
+    _, text = circuit_text
+    cut = _cut(tmp_path, text)
+    submit = ArgoSubmitOperator(
+        task_id="submit", manifest_uri=cut["manifest_uri"], flavor="gpu", hybrid_conn_id="hq_no_gpu"
+    )
+    with pytest.raises(AirflowFailException) as failed:
+        submit.execute(CONTEXT)
+    message = str(failed.value)
+    assert "\n" not in message
+    assert "flavor gpu has no slots" in message and "gpu=0" in message
+    assert "use flavor cpu" in message and "local_quota" in message
+    assert not (tmp_path / "_runs").exists()
+
+
 def test_on_kill_stops_the_workflow(tmp_path, circuit_text):
     _, text = circuit_text
     cut = _cut(tmp_path, text)

@@ -83,7 +83,9 @@ class LocalBackend(BlockingBackend):
     # --- the seam -------------------------------------------------------------------------
     def submit(self, spec: WorkflowSpec) -> WorkflowStatus:
         """Get or create the run: one submit per name at a time, so of two racing submits
-        with different specs one creates the run and the other is refused."""
+        with different specs one creates the run and the other is refused. A flavor this
+        machine has no slots for is refused first: its batches could never be admitted."""
+        self._check_quota(spec)
         run_dir = self.runs_dir / spec.name
         run_dir.mkdir(parents=True, exist_ok=True)
         with open(run_dir / SUBMIT_LOCK, "a") as lock:
@@ -138,6 +140,18 @@ class LocalBackend(BlockingBackend):
         return None
 
     # --- helpers --------------------------------------------------------------------------
+    def _check_quota(self, spec: WorkflowSpec) -> None:
+        """Every flavor the batches ask for has slots, as the kubernetes backend checks that
+        every flavor's LocalQueue exists: otherwise the run would wait for quota for ever."""
+        for flavor in spec.flavors:
+            if self.quota.get(flavor, 0) <= 0:
+                slots = ", ".join(f"{name}={count}" for name, count in sorted(self.quota.items()))
+                raise InputError(
+                    f"flavor {flavor} has no slots in the local backend's quota ({slots}): use "
+                    f"flavor cpu, give the hybrid_quantum connection a local_quota with {flavor} "
+                    f'slots (e.g. {{"{flavor}": 1}}), or run on the kubernetes backend'
+                )
+
     def _existing(self, workflow_name: str) -> Path:
         run_dir = self.runs_dir / workflow_name
         if not (run_dir / STATE_FILE).exists():

@@ -78,21 +78,20 @@ def test_resubmitting_the_same_spec_reattaches_and_another_spec_is_refused(tmp_p
     _wait(backend, "hq-test-run")
 
 
-def test_a_flavor_without_quota_fails_with_the_reason(tmp_path, job):
+def test_a_flavor_without_quota_is_refused_at_submit(tmp_path, job):
     backend = LocalBackend(str(tmp_path), quota={"gpu": 0})
-    submitted = backend.submit(_spec(job, flavor="gpu"))
-    assert submitted.batches[0].reason == "NoQuota"
-    status, _ = _wait(backend, "hq-test-run")
-    assert status.phase == WorkflowPhase.FAILED
-    assert "no local quota for flavor(s) gpu" in status.message
+    with pytest.raises(InputError, match=r"flavor gpu has no slots .*gpu=0.*local_quota"):
+        backend.submit(_spec(job, flavor="gpu"))
+    assert not (backend.runs_dir / "hq-test-run").exists()  # nothing queued, nothing to wait for
 
 
 def test_a_new_try_after_a_failed_run_runs_what_did_not_finish(tmp_path, job):
-    LocalBackend(str(tmp_path), quota={"gpu": 0}).submit(_spec(job, flavor="gpu"))
-    failed, _ = _wait(LocalBackend(str(tmp_path), quota={"gpu": 0}), "hq-test-run")
-    assert failed.phase == WorkflowPhase.FAILED
-    backend = LocalBackend(str(tmp_path), quota={"gpu": 1})  # quota granted, task cleared
-    retried = backend.submit(_spec(job, flavor="gpu"))
+    backend = LocalBackend(str(tmp_path), quota={"cpu": 1})
+    backend.submit(_spec(job))
+    backend.stop("hq-test-run")  # before the runner has started a batch
+    failed, _ = _wait(backend, "hq-test-run")
+    assert failed.phase == WorkflowPhase.FAILED and failed.done < failed.total
+    retried = backend.submit(_spec(job))  # the task cleared
     assert retried.phase != WorkflowPhase.FAILED
     status, _ = _wait(backend, "hq-test-run")
     assert status.phase == WorkflowPhase.SUCCEEDED and status.progress == "4/4"
