@@ -35,7 +35,7 @@ demo: install
 	@echo "Running the nightly DAG for $(DEMO_DATE) with 'airflow dags test' (log: $(DEMO_HOME)/dag-test.log)"
 	@$(AIRFLOW_ENV) $(BIN)/airflow dags test nightly_circuit_cutting $(DEMO_DATE) > $(DEMO_HOME)/dag-test.log 2>&1 \
 		|| (tail -n 60 $(DEMO_HOME)/dag-test.log; exit 1)
-	@$(AIRFLOW_ENV) $(BIN)/python scripts/show_results.py $(DEMO_HOME)/hybrid-quantum/nightly-results/$(DEMO_DATE).csv
+	@$(AIRFLOW_ENV) $(BIN)/python scripts/show_results.py $(DEMO_HOME)/hybrid-quantum/nightly-results
 
 airflow: install
 	$(BIN)/python scripts/airflow_standalone.py --home $(UI_HOME) --port $(AIRFLOW_PORT)
@@ -84,7 +84,7 @@ test-lowest: $(LOWEST_STAMP)
 	@$(LOWEST_AIRFLOW_ENV) $(LOWEST_BIN)/airflow dags test nightly_circuit_cutting $(DEMO_DATE) \
 		> $(LOWEST_HOME)/dag-test.log 2>&1 || (tail -n 60 $(LOWEST_HOME)/dag-test.log; exit 1)
 	@$(LOWEST_AIRFLOW_ENV) $(LOWEST_BIN)/python scripts/show_results.py \
-		$(LOWEST_HOME)/hybrid-quantum/nightly-results/$(DEMO_DATE).csv
+		$(LOWEST_HOME)/hybrid-quantum/nightly-results
 
 test-k8s: install
 	$(BIN)/python -m pytest -q tests/backends/kubernetes tests/controlplane

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from datetime import timedelta
 from pathlib import Path
 
 import pendulum
 from airflow.sdk import DAG, Asset, Param, task
+from airflow.sdk.exceptions import AirflowFailException
 
 from hybrid_provider.hooks.hybrid_quantum import default_store_uri
+from hybrid_provider.operators._common import safe_path
 from hybrid_provider.operators.cut import CutCircuitOperator
 from hybrid_provider.operators.reconstruct import CupyReconstructOperator
 from hybrid_provider.operators.submit import ArgoSubmitOperator
@@ -30,6 +33,24 @@ NUM_PARAMETERS = 96
 OBSERVABLES = ["ZZZZZZZZZZZZ", "XXXXXXXXXXXX", "IIIIIZZIIIII", "IIIIIIIIIIZZ"]
 RESULTS_FOLDER = f"{default_store_uri()}/nightly-results"
 NIGHTLY_RESULTS = Asset(name="hybrid_quantum_nightly_results", uri=RESULTS_FOLDER)
+
+#: Run types that stand for the night of their logical date; any other run is ad hoc.
+NIGHTLY_RUN_TYPES = ("scheduled", "backfill")
+
+
+def results_uri(run_type: str | None, ds: str | None, run_id: str) -> str:
+    """Where a run publishes: a night's run (scheduled, or a backfill of that night) at
+    ``<ds>.csv``, which the Asset's consumers read; any other run (triggered by hand or over
+    REST, with or without a logical date) under ``adhoc/`` by its run id, so that it never
+    overwrites a night's file and two triggers never share one."""
+    if run_type in NIGHTLY_RUN_TYPES:  # a str enum from the task context compares equal
+        if not ds:
+            raise AirflowFailException(
+                f"the nightly run {run_id} has no logical date to name its results"
+            )
+        return f"{RESULTS_FOLDER}/{ds}.csv"
+    return f"{RESULTS_FOLDER}/adhoc/{safe_path(run_id)}.csv"
+
 
 with DAG(
     dag_id="nightly_circuit_cutting",
@@ -88,12 +109,13 @@ with DAG(
     )
 
     @task(outlets=[NIGHTLY_RESULTS])
-    def publish(result: dict, ds: str | None = None) -> str:
-        """Write the night's table (value, standard error, exact reference) as CSV."""
+    def publish(
+        result: dict, ds: str | None = None, dag_run=None, run_id: str | None = None
+    ) -> str:
+        """Write the run's table (value, standard error, exact reference) as CSV; return its URI."""
         from hybrid_provider.core import store
-        from hybrid_provider.core.reconstruct.reference import exact_expectation_values
 
-        exact = exact_expectation_values(result["manifest_uri"]) or [None] * len(result["values"])
+        exact = result.get("exact") or [None] * len(result["values"])  # computed by reconstruct
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(["date", "observable", "value", "std_error", "exact", "abs_error", "mode"])
@@ -104,10 +126,9 @@ with DAG(
             writer.writerow(
                 [ds, label, f"{value:.12f}", f"{error:.3e}", reference, deviation, result["mode"]]
             )
-            shown = "n/a" if reference is None else f"{reference:+.10f}"
-            print(f"<{label}> reconstructed {value:+.10f} ± {error:.1e}   exact {shown}")
-        uri = f"{RESULTS_FOLDER}/{ds}.csv"
+        uri = results_uri(getattr(dag_run, "run_type", None), ds, run_id or "")
         store.write_bytes_atomic(uri, buffer.getvalue().encode())
+        logging.getLogger(__name__).info("Published %d rows to %s", len(exact), uri)
         return uri
 
     submit >> wait >> reconstruct

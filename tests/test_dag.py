@@ -56,6 +56,36 @@ def test_provider_info_names_every_component():
     assert info["connection-types"][0]["connection-type"] == "hybrid_quantum"
 
 
+def test_only_a_nights_run_publishes_under_its_date():
+    """An ad-hoc run used to overwrite the scheduled run's file of its date; one without a
+    logical date wrote ``None.csv``."""
+    import importlib.util
+
+    from airflow.sdk.api.datamodels._generated import DagRunType
+    from airflow.sdk.exceptions import AirflowFailException
+
+    spec = importlib.util.spec_from_file_location(
+        "nightly_results_naming", ROOT / "dags" / "nightly_circuit_cutting.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    results_uri, folder = module.results_uri, module.RESULTS_FOLDER
+    cases = [
+        (DagRunType.SCHEDULED, "2026-11-20", "scheduled__2026-11-20T00:00:00+00:00", "2026-11-20.csv"),
+        (DagRunType.BACKFILL, "2026-11-19", "backfill__2026-11-19T00:00:00+00:00", "2026-11-19.csv"),
+        (DagRunType.MANUAL, "2026-11-20", "manual__2026-11-20T08:15:00+00:00",
+         "adhoc/manual__2026-11-20T08_15_00_00_00.csv"),
+        (DagRunType.MANUAL, None, "manual__2026-11-20T08:15:00.123+00:00",
+         "adhoc/manual__2026-11-20T08_15_00.123_00_00.csv"),
+        (DagRunType.ASSET_TRIGGERED, "2026-11-20", "my run", "adhoc/my_run.csv"),
+        (None, "2026-11-20", "outside-airflow", "adhoc/outside-airflow.csv"),
+    ]  # fmt: skip
+    for run_type, ds, run_id, name in cases:
+        assert results_uri(run_type, ds, run_id) == f"{folder}/{name}", (run_type, ds, run_id)
+    with pytest.raises(AirflowFailException, match="no logical date"):
+        results_uri(DagRunType.SCHEDULED, None, "scheduled__x")
+
+
 @pytest.mark.slow
 def test_airflow_providers_list_shows_the_provider(airflow_db):
     listed = subprocess.run(
@@ -74,14 +104,16 @@ def test_nightly_dag_end_to_end_matches_the_exact_values(airflow_db, dagbag):
 
     from hybrid_provider.core.manifest import load_manifest
     from hybrid_provider.hooks.hybrid_quantum import default_store_uri
+    from hybrid_provider.operators._common import safe_path
 
     dag = dagbag.dags["nightly_circuit_cutting"]
     run = dag.test(logical_date=pendulum.datetime(2026, 11, 20, tz="UTC"))
     assert run.state == DagRunState.SUCCESS
-    results = (
-        Path(default_store_uri().removeprefix("file://")) / "nightly-results" / "2026-11-20.csv"
-    )
-    with open(results, newline="") as handle:
+    published = run.get_task_instance("publish").xcom_pull(task_ids="publish")
+    folder = default_store_uri().removeprefix("file://") + "/nightly-results"
+    # dag.test() makes a manual run: it must not take the scheduled run's 2026-11-20.csv
+    assert published == f"file://{folder}/adhoc/{safe_path(run.run_id)}.csv"
+    with open(published.removeprefix("file://"), newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [row["observable"] for row in rows] == [
         "ZZZZZZZZZZZZ",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -86,9 +87,13 @@ def test_the_four_operators_chain_over_the_local_backend(tmp_path, circuit_text,
     reconstruct = CupyReconstructOperator(task_id="reconstruct", manifest_uri=cut["manifest_uri"])
     result = reconstruct.execute(CONTEXT)
     assert result["array_module"] == "numpy"
-    assert result["values"] == pytest.approx(
-        list(exact_values(circuit, ["ZZZZZZ", "IXXIII"])), abs=1e-8
-    )
+    exact = list(exact_values(circuit, ["ZZZZZZ", "IXXIII"]))
+    assert result["values"] == pytest.approx(exact, abs=1e-8)
+    assert result["exact"] == pytest.approx(exact, abs=1e-12)  # computed once, for publish too
+    log = "".join(capsys.readouterr())  # the values where engineers look: the task's log
+    for label, value in zip(["ZZZZZZ", "IXXIII"], exact, strict=True):
+        reference = re.escape(f"{value:+.10f}")
+        assert re.search(rf"<{label}> = [+-]\d\.\d{{10}} ± 0\.00e\+00   exact {reference}", log)
     # the Results link opens the report (the store here is not the one the UI plugin serves)
     assert reconstruct.results_url == result["results_uri"].replace(
         "results/reconstruction.json", "report.html"

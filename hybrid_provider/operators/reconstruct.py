@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
@@ -18,6 +18,9 @@ from hybrid_provider.operators._common import (
     bad_input_fails_task,
     whole_number,
 )
+
+if TYPE_CHECKING:
+    from hybrid_provider.core.reconstruct.combine import Reconstruction
 
 RESULTS_NAME = "results/reconstruction.json"
 
@@ -56,6 +59,7 @@ class CupyReconstructOperator(UsesHybridConnection, BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from hybrid_provider.core.reconstruct.combine import reconstruct_job
+        from hybrid_provider.core.reconstruct.report import exact_or_none
 
         with bad_input_fails_task():
             if self.device not in get_args(Device):
@@ -65,23 +69,37 @@ class CupyReconstructOperator(UsesHybridConnection, BaseOperator):
             self._verify_sample()
             result = reconstruct_job(self.manifest_uri, device=self.device)
         self._log_provenance(result.mixed_software)
+        exact = exact_or_none(self.manifest_uri)
+        self._log_values(result, exact)
+        results_uri = artifact_uri(store.normalise_uri(self.manifest_uri), RESULTS_NAME)
+        payload = {"manifest_uri": self.manifest_uri, **result.as_dict()}
+        store.write_json_atomic(results_uri, payload)
+        self.results_url = self._write_report(payload, exact) or results_uri
+        return {**payload, "exact": exact, "results_uri": results_uri}
+
+    def _log_values(self, result: Reconstruction, exact: list[float] | None) -> None:
+        """Every value with its standard error and, when computable, the exact reference: the
+        task's log is where an engineer on call looks first."""
         self.log.info(
-            "Reconstructed %d observable(s) in %.3f s with %s (%s mode%s):",
+            "Reconstructed %d observable(s) in %.3f s with %s (%s mode%s)%s:",
             len(result.values),
             result.seconds,
             result.array_module,
             result.mode,
             f", {result.shots} shots" if result.shots else "",
+            "" if exact is None else ", exact values from a statevector of the uncut circuit",
         )
-        for label, value, error in zip(
-            result.observables, result.values, result.std_errors, strict=True
+        references = exact or [None] * len(result.values)
+        for label, value, error, reference in zip(
+            result.observables, result.values, result.std_errors, references, strict=True
         ):
-            self.log.info("  <%s> = %+.10f ± %.2e", label, value, error)
-        results_uri = artifact_uri(store.normalise_uri(self.manifest_uri), RESULTS_NAME)
-        payload = {"manifest_uri": self.manifest_uri, **result.as_dict()}
-        store.write_json_atomic(results_uri, payload)
-        self.results_url = self._write_report(payload) or results_uri
-        return {**payload, "results_uri": results_uri}
+            if reference is None:
+                self.log.info("  <%s> = %+.10f ± %.2e", label, value, error)
+            else:
+                self.log.info(
+                    "  <%s> = %+.10f ± %.2e   exact %+.10f   |error| %.2e",
+                    label, value, error, reference, abs(value - reference),
+                )  # fmt: skip
 
     def _verify_sample(self) -> None:
         """Rerun a sample of batches first, so a job that does not reproduce publishes nothing."""
@@ -122,7 +140,7 @@ class CupyReconstructOperator(UsesHybridConnection, BaseOperator):
                 ),
             )
 
-    def _write_report(self, payload: dict[str, Any]) -> str | None:
+    def _write_report(self, payload: dict[str, Any], exact: list[float] | None) -> str | None:
         """The results report (HTML + PNG) next to the job; its browser URL for the link.
 
         The values are already written: a report that cannot be built is logged, not fatal.
@@ -131,7 +149,7 @@ class CupyReconstructOperator(UsesHybridConnection, BaseOperator):
         from hybrid_provider.plugins import report_url
 
         try:
-            html_uri, png_uri = write_report(self.manifest_uri, payload)
+            html_uri, png_uri = write_report(self.manifest_uri, payload, exact=exact)
         except Exception:
             self.log.warning("Could not build the results report", exc_info=True)
             return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,6 @@ import pytest
 from hybrid_provider.backends import base
 from hybrid_provider.core.errors import InputError
 from hybrid_provider.get_provider_info import get_provider_info
-from hybrid_provider.hooks.hybrid_quantum import default_store_uri
 
 TOY = Path(__file__).parent / "toy_backend"
 
@@ -81,8 +81,9 @@ def test_a_third_party_backend_runs_the_example_dag_through_its_entry_point_alon
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert (store / "_inline").is_dir() and not (store / "_runs").exists(), "ran inline"
-    results = Path(default_store_uri().removeprefix("file://")) / "nightly-results"
-    with open(results / "2026-11-02.csv", newline="") as handle:
+    published = re.search(r"Published \d+ rows to file://(\S+)", run.stdout + run.stderr)
+    assert published, "the publish task names the file it wrote"
+    with open(published.group(1), newline="") as handle:
         rows = list(csv.DictReader(handle))
     values = np.array([float(row["value"]) for row in rows])
     exact = np.array([float(row["exact"]) for row in rows])

@@ -153,8 +153,8 @@ def test_the_nightly_dag_runs_on_the_real_engines_with_exact_values(connections,
         run_conf={"mode": "exact", "num_batches": 4, "flavor": "cpu"},
     )
     assert run.state == DagRunState.SUCCESS
-    results = Path(module.RESULTS_FOLDER.removeprefix("file://")) / "2026-11-21.csv"
-    with open(results, newline="") as handle:
+    published = run.get_task_instance("publish").xcom_pull(task_ids="publish")
+    with open(published.removeprefix("file://"), newline="") as handle:
         rows = list(csv.DictReader(handle))
     values = np.array([float(row["value"]) for row in rows])
     exact = np.array([float(row["exact"]) for row in rows])

@@ -122,7 +122,7 @@ def gather(
             artifact_uri(manifest_uri, RESULTS_JSON), what="reconstruction result"
         )
     if exact == "auto":
-        exact = _exact_or_none(manifest_uri)
+        exact = exact_or_none(manifest_uri)
     observables = list(reconstruction["observables"])
     if exact is not None and len(exact) != len(observables):
         raise ValueError(f"{len(exact)} exact values given for {len(observables)} observables")
@@ -159,7 +159,9 @@ def write_report(
     return html_uri, png_uri
 
 
-def _exact_or_none(manifest_uri: str) -> list[float] | None:
+def exact_or_none(manifest_uri: str) -> list[float] | None:
+    """The exact reference for a job, or None (too wide, or not computable: logged, not raised,
+    since a missing reference must not cost the results it would only check)."""
     from hybrid_provider.core.reconstruct.reference import exact_expectation_values
 
     try:
