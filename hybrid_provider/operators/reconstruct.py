@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, get_args
 
 from airflow.sdk import BaseOperator, Context
@@ -72,7 +73,11 @@ class CupyReconstructOperator(UsesHybridConnection, BaseOperator):
         exact = exact_or_none(self.manifest_uri)
         self._log_values(result, exact)
         results_uri = artifact_uri(store.normalise_uri(self.manifest_uri), RESULTS_NAME)
-        payload = {"manifest_uri": self.manifest_uri, **result.as_dict()}
+        payload = {
+            "manifest_uri": self.manifest_uri,
+            **result.as_dict(),
+            "finished_at": datetime.now(timezone.utc).isoformat(),  # the report's last stage
+        }
         store.write_json_atomic(results_uri, payload)
         self.results_url = self._write_report(payload, exact) or results_uri
         return {**payload, "exact": exact, "results_uri": results_uri}
@@ -145,11 +150,18 @@ class CupyReconstructOperator(UsesHybridConnection, BaseOperator):
 
         The values are already written: a report that cannot be built is logged, not fatal.
         """
+        from airflow.sdk import conf
+
         from hybrid_provider.core.reconstruct.report import write_report
         from hybrid_provider.plugins import report_url
 
         try:
-            html_uri, png_uri = write_report(self.manifest_uri, payload, exact=exact)
+            html_uri, png_uri = write_report(
+                self.manifest_uri,
+                payload,
+                exact=exact,
+                airflow_url=conf.get("api", "base_url", fallback="") or "",
+            )
         except Exception:
             self.log.warning("Could not build the results report", exc_info=True)
             return None

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import html
 import io
+import json
 import shutil
+from datetime import timedelta
 
 import pytest
 from matplotlib.image import imread
 
 from hybrid_provider.core import store
 from hybrid_provider.core.errors import ArtifactError
+from hybrid_provider.core.provenance import Origin
 from hybrid_provider.core.reconstruct import reference, report
 
 try:
@@ -62,8 +65,10 @@ def test_html_shows_the_plan_timings_and_batches(job, written):
         f"<td>{manifest.num_subexperiments}</td>",
         f"<td>{manifest.num_subexperiments_redundant}</td>",
         f"<td>{manifest.num_batches}</td>",
-        html.escape("execute: wall, cut written → last batch"),
-        "execute: batch compute (sum)",
+        html.escape("waiting: cut written → first batch started"),
+        html.escape("execute: first batch started → last finished"),
+        "total: wall time",
+        "batch compute, summed over batches",
         "reconstruct",
     ):
         assert text in page, text
@@ -112,12 +117,10 @@ def test_reads_the_stored_reconstruction_by_default(job):
     assert data.reconstruct_seconds == pytest.approx(job["payload"]["seconds"])
     assert len(data.batches) == job["manifest"].num_batches
     assert all(b.duration_s and b.finished_at for b in data.batches)
-    stages = data.stage_seconds()
-    assert stages["execute: batch compute (sum)"] == pytest.approx(
-        sum(b.duration_s for b in data.batches)
-    )
-    assert stages["cut: plan, generate, write"] == job["manifest"].cut_seconds > 0
-    assert list(stages)[0].startswith("cut")
+    times = data.stage_times()
+    assert times.compute_s == pytest.approx(sum(b.duration_s for b in data.batches))
+    assert times.stages["cut: plan, generate, write"] == job["manifest"].cut_seconds > 0
+    assert list(times.stages)[0].startswith("cut")
 
 
 def test_a_missing_batch_record_leaves_a_gap_not_an_error(job, tmp_path):
@@ -172,6 +175,19 @@ def test_the_operator_writes_the_report_and_links_it(job, monkeypatch):
     assert (job["job_dir"] / "report.html").is_file()
 
 
+def test_the_operators_report_links_the_run_that_cut_the_job(airflow_job, monkeypatch):
+    from hybrid_provider.operators.reconstruct import CupyReconstructOperator
+
+    monkeypatch.setenv("AIRFLOW__HYBRID_QUANTUM__STORE_URI", airflow_job["store_uri"])
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://airflow.example:8080/")
+    CupyReconstructOperator(
+        task_id="reconstruct", manifest_uri=airflow_job["manifest_uri"], device="cpu"
+    ).execute(context={})
+    page = (airflow_job["job_dir"] / "report.html").read_text()
+    assert 'href="http://airflow.example:8080/dags/nightly/runs/manual__2026' in page
+    assert "gap: last batch finished → reconstruction" in html.unescape(page)
+
+
 def test_the_operator_survives_a_failing_report(job, monkeypatch):
     from hybrid_provider.operators.reconstruct import CupyReconstructOperator
 
@@ -182,3 +198,78 @@ def test_the_operator_survives_a_failing_report(job, monkeypatch):
     operator = CupyReconstructOperator(task_id="reconstruct", manifest_uri=job["manifest_uri"])
     result = operator.execute(context={})
     assert operator.results_url == result["results_uri"]
+
+
+RUN_ID = "manual__2026-11-28T00:00:00+00:00"
+
+
+@pytest.fixture(scope="module")
+def airflow_job(tmp_path_factory):
+    """A job cut by an Airflow task (the job path has the run id made safe for file names)."""
+    origin = Origin(dag_id="nightly", run_id=RUN_ID, task_id="cut", try_number=1)
+    return make_job(tmp_path_factory.mktemp("airflow-store"), origin=origin)
+
+
+def test_the_stages_add_up_to_the_runs_wall_time(job):
+    """The stages used to be a batch-compute sum, a wall time and the rest, which added up to
+    nothing; now they follow one another from the cut to the end of reconstruction."""
+    data = report.gather(job["manifest_uri"], exact=None)
+    finished = data.last_batch_finished + timedelta(seconds=3.0 + job["payload"]["seconds"])
+    payload = {**job["payload"], "finished_at": finished.isoformat()}
+    times = report.gather(job["manifest_uri"], payload, exact=None).stage_times()
+    manifest = job["manifest"]
+    wall = manifest.cut_seconds + (finished - report._aware(manifest.created_at)).total_seconds()
+    assert times.wall_s == pytest.approx(sum(times.stages.values())) == pytest.approx(wall)
+    assert times.stages["gap: last batch finished → reconstruction"] == pytest.approx(3.0)
+    assert list(times.stages) == [
+        "cut: plan, generate, write",
+        "waiting: cut written → first batch started",
+        "execute: first batch started → last finished",
+        "gap: last batch finished → reconstruction",
+        "reconstruct",
+    ]
+    assert "compute" not in " ".join(times.stages)  # it overlaps the stages: shown apart
+
+
+def test_the_title_shows_the_run_id_and_the_page_links_the_airflow_run(airflow_job):
+    data = report.gather(airflow_job["manifest_uri"], exact=None, airflow_url="http://af:8080/")
+    assert data.title == f"Circuit cutting results: nightly, run {RUN_ID}"  # not run_1's path
+    page = report.render_html(data)
+    run = "http://af:8080/dags/nightly/runs/manual__2026-11-28T00%3A00%3A00%2B00%3A00"
+    assert f'href="{run}"' in page and f'href="{run}/tasks/cut"' in page
+    assert html.escape(RUN_ID) in page.split("<h1>")[1].split("</h1>")[0]
+    relative = report.gather(airflow_job["manifest_uri"], exact=None, airflow_url="")
+    assert relative.airflow_links()[f"run {RUN_ID}"].startswith("/dags/nightly/runs/")
+    assert report.gather(airflow_job["manifest_uri"], exact=None).airflow_links() == {}
+
+
+def test_the_table_shows_the_plots_labels(job, written):
+    """The plot's ticks are the short form (``Z1 Z2``), the table had only ``IZZI``."""
+    values = written["html"].split('<table id="values">')[1].split("</table>")[0]
+    for label in OBSERVABLES:
+        assert f'<td class="obs">{label}</td>' in values
+        assert f'<td class="obs">{report._short(label)}</td>' in values
+    assert "Z1 Z2" in values
+
+
+def test_the_timeline_is_shown_and_times_the_first_start(job, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(job["job_dir"], copy)
+    manifest_uri = store.normalise_uri(copy / "manifest.json")
+    written_at = report._aware(job["manifest"].created_at)
+    moments = [(written_at + timedelta(seconds=s)).isoformat() for s in (1, 4, 6, 1, 2, 5)]
+    batches = [
+        {"index": 0, "flavor": "cpu", "pending_since": moments[0], "started_at": moments[1],
+         "finished_at": moments[2], "attempts": 1, "preemptions": []},
+        {"index": 1, "flavor": "cpu", "pending_since": moments[3], "started_at": moments[4],
+         "finished_at": moments[5], "attempts": 2, "preemptions": [{"at": moments[4]}]},
+    ]  # fmt: skip
+    (copy / "results" / "timeline.json").write_text(json.dumps({"batches": batches}))
+    data = report.gather(manifest_uri, exact=None)
+    assert [b.queued_s for b in data.timeline] == [3.0, 1.0]
+    assert data.first_batch_started == written_at + timedelta(seconds=2)
+    times = data.stage_times()
+    assert times.stages["waiting: cut written → first batch started"] == pytest.approx(2.0)
+    table = report.render_html(data).split('<table id="timeline">')[1].split("</table>")[0]
+    assert table.count("<tr>") == 3 and "3.000" in table
+    assert report.render_png(data).startswith(b"\x89PNG")  # the Gantt chart draws

@@ -17,8 +17,9 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any
+from datetime import datetime, timedelta, timezone
+from typing import Any, NamedTuple
+from urllib.parse import quote
 
 from hybrid_provider.core import store
 from hybrid_provider.core.errors import ArtifactError
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 REPORT_HTML = "report.html"
 REPORT_PNG = "report.png"
 RESULTS_JSON = "results/reconstruction.json"
+#: Every batch's way through the queue, as the wait saw it (``sensors.kueue_wait``).
+TIMELINE_JSON = "results/timeline.json"
 #: Files of a job that may be shown to a browser (the Airflow plugin serves only these).
 REPORT_FILES = (REPORT_HTML, REPORT_PNG, RESULTS_JSON)
 
@@ -49,6 +52,34 @@ class BatchTiming:
 
 
 @dataclass(frozen=True)
+class BatchSpan:
+    """One batch's way through the queue (from the timeline): queued, started, finished."""
+
+    index: int
+    flavor: str
+    pending_since: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempts: int
+    preemptions: int
+
+    @property
+    def queued_s(self) -> float | None:
+        if self.pending_since is None or self.started_at is None:
+            return None
+        return max(0.0, (self.started_at - self.pending_since).total_seconds())
+
+
+class StageTimes(NamedTuple):
+    """Where the run's wall time went: ``stages`` add up to ``wall_s``; ``compute_s`` (the
+    batches' compute summed) overlaps them and is shown apart."""
+
+    stages: dict[str, float]
+    wall_s: float
+    compute_s: float
+
+
+@dataclass(frozen=True)
 class ReportData:
     """Everything the page and the plot show, gathered from the store."""
 
@@ -65,6 +96,10 @@ class ReportData:
     batches: list[BatchTiming]
     title: str = "Circuit cutting results"
     links: dict[str, str] = field(default_factory=dict)
+    timeline: list[BatchSpan] = field(default_factory=list)
+    reconstructed_at: datetime | None = None
+    #: Airflow's ``[api] base_url`` ("" for links relative to the UI's origin); None: no links.
+    airflow_url: str | None = None
 
     @property
     def batch_seconds(self) -> float:
@@ -80,19 +115,54 @@ class ReportData:
         """Packages whose version differs between batches (see ``provenance.mixed_software``)."""
         return mixed_software({b.index: b.software for b in self.batches if b.software})
 
-    def stage_seconds(self) -> dict[str, float]:
-        """Seconds per stage; the wall time runs from the manifest's birth to the last batch."""
-        stages = {}
+    @property
+    def first_batch_started(self) -> datetime | None:
+        """From the timeline when there is one; otherwise from the records (end − duration)."""
+        moments = [b.started_at for b in self.timeline if b.started_at] or [
+            b.finished_at - timedelta(seconds=b.duration_s)
+            for b in self.batches
+            if b.finished_at and b.duration_s is not None
+        ]
+        return min(moments) if moments else None
+
+    def stage_times(self) -> StageTimes:
+        """The run's wall time split into stages that follow one another, so they add up:
+        the cut, the wait until the first batch started (Airflow's scheduling, submission,
+        queueing for quota), execution from the first batch's start to the last one's end, the
+        gap until reconstruction began, and reconstruction. Without a moment a stage needs
+        (a missing record, a reconstruction written without its end time) it is left out."""
+        stages: dict[str, float] = {}
         if self.manifest.cut_seconds is not None:
             stages["cut: plan, generate, write"] = self.manifest.cut_seconds
-        stages["execute: batch compute (sum)"] = self.batch_seconds
-        last = self.last_batch_finished
-        if last is not None:
-            stages["execute: wall, cut written → last batch"] = max(
-                0.0, (last - _aware(self.manifest.created_at)).total_seconds()
-            )
+        written = _aware(self.manifest.created_at)
+        first, last = self.first_batch_started, self.last_batch_finished
+        if first is not None and last is not None:
+            stages["waiting: cut written → first batch started"] = _seconds(written, first)
+            stages["execute: first batch started → last finished"] = _seconds(first, last)
+            if self.reconstructed_at is not None:
+                began = self.reconstructed_at - timedelta(seconds=self.reconstruct_seconds)
+                stages["gap: last batch finished → reconstruction"] = _seconds(last, began)
         stages["reconstruct"] = self.reconstruct_seconds
-        return stages
+        return StageTimes(stages, sum(stages.values()), self.batch_seconds)
+
+    def airflow_links(self) -> dict[str, str]:
+        """The Airflow run and the task that cut the job, in Airflow's UI."""
+        origin = self.manifest.provenance.origin
+        if origin is None or self.airflow_url is None:
+            return {}
+        run = (
+            f"{self.airflow_url.rstrip('/')}/dags/{quote(origin.dag_id, safe='')}"
+            f"/runs/{quote(origin.run_id, safe='')}"
+        )
+        return {
+            f"run {origin.run_id}": run,
+            f"task {origin.task_id}": f"{run}/tasks/{quote(origin.task_id, safe='')}",
+        }
+
+
+def _seconds(start: datetime, end: datetime) -> float:
+    """Seconds between two moments, never negative (clocks of two machines may disagree)."""
+    return max(0.0, (end - start).total_seconds())
 
 
 def report_uris(manifest_uri: str) -> tuple[str, str]:
@@ -108,12 +178,14 @@ def gather(
     exact: Sequence[float] | None | str = "auto",
     title: str | None = None,
     links: Mapping[str, str] | None = None,
+    airflow_url: str | None = None,
 ) -> ReportData:
     """Read what the report shows. ``reconstruction`` defaults to ``results/reconstruction.json``.
 
     ``exact="auto"`` computes exact values on the uncut circuit when it is small enough
     (see :mod:`hybrid_provider.core.reconstruct.reference`); pass a list to supply them, or
-    None to leave them out.
+    None to leave them out. ``airflow_url``: Airflow's ``[api] base_url``, to link the run
+    that made the job ("" for links relative to the UI; None for none).
     """
     manifest_uri = store.normalise_uri(manifest_uri)
     manifest = load_manifest(manifest_uri)
@@ -138,9 +210,45 @@ def gather(
         array_module=str(reconstruction.get("array_module", "?")),
         reconstruct_seconds=float(reconstruction.get("seconds") or 0.0),
         batches=_batch_timings(manifest_uri, manifest),
-        title=title or f"Circuit cutting results: {manifest.job_name}",
+        title=title or _title(manifest),
         links=dict(links or {}),
+        timeline=read_timeline(manifest_uri),
+        reconstructed_at=_moment(reconstruction.get("finished_at")),
+        airflow_url=airflow_url,
     )
+
+
+def _title(manifest: JobManifest) -> str:
+    """The Airflow run as Airflow shows it (the job path has it made safe for file names)."""
+    origin = manifest.provenance.origin
+    if origin is None:
+        return f"Circuit cutting results: {manifest.job_name}"
+    return f"Circuit cutting results: {origin.dag_id}, run {origin.run_id}"
+
+
+def _moment(text: str | None) -> datetime | None:
+    return None if not text else _aware(datetime.fromisoformat(text))
+
+
+def read_timeline(manifest_uri: str) -> list[BatchSpan]:
+    """The job's timeline (``results/timeline.json``), or none when the wait wrote none."""
+    uri = artifact_uri(store.normalise_uri(manifest_uri), TIMELINE_JSON)
+    try:
+        document = store.read_json(uri, what="timeline")
+    except ArtifactError:
+        return []
+    return [
+        BatchSpan(
+            index=int(b["index"]),
+            flavor=str(b["flavor"]),
+            pending_since=_moment(b.get("pending_since")),
+            started_at=_moment(b.get("started_at")),
+            finished_at=_moment(b.get("finished_at")),
+            attempts=int(b.get("attempts") or 0),
+            preemptions=len(b.get("preemptions") or []),
+        )
+        for b in document.get("batches", [])
+    ]
 
 
 def write_report(
@@ -150,9 +258,13 @@ def write_report(
     exact: Sequence[float] | None | str = "auto",
     title: str | None = None,
     links: Mapping[str, str] | None = None,
+    airflow_url: str | None = None,
 ) -> tuple[str, str]:
     """Build the report of a finished job and write it next to it; returns (HTML, PNG) URIs."""
-    data = gather(manifest_uri, reconstruction, exact=exact, title=title, links=links)
+    data = gather(
+        manifest_uri, reconstruction, exact=exact, title=title, links=links,
+        airflow_url=airflow_url,
+    )  # fmt: skip
     html_uri, png_uri = report_uris(data.manifest_uri)
     store.write_bytes_atomic(png_uri, render_png(data))
     store.write_bytes_atomic(html_uri, render_html(data).encode())
@@ -239,27 +351,55 @@ def render_png(data: ReportData) -> bytes:
     values_ax.set_title(f"Reconstructed values ({mode})")
     values_ax.legend(loc="best", fontsize=8)
 
-    stages = data.stage_seconds()
-    names = list(stages)
-    stages_ax.barh(range(len(names)), list(stages.values()), color="#6baed6")
-    stages_ax.set_yticks(range(len(names)), [n.replace(": ", ":\n", 1) for n in names])
-    stages_ax.tick_params(axis="y", labelsize=8)
-    stages_ax.invert_yaxis()
-    stages_ax.set_xlabel("seconds")
-    stages_ax.set_title("Time per stage")
-    for row, seconds in enumerate(stages.values()):
-        stages_ax.text(seconds, row, f" {seconds:.3g} s", va="center", fontsize=8)
-    stages_ax.margins(x=0.35)
-
-    batch_seconds = [b.duration_s or 0.0 for b in data.batches]
-    batches_ax.bar([b.index for b in data.batches], batch_seconds, color="#74c476")
-    batches_ax.set_xlabel("batch")
-    batches_ax.set_ylabel("seconds")
-    batches_ax.set_title(f"Time per batch ({len(data.batches)})")
+    _draw_stages(stages_ax, data.stage_times())
+    if data.timeline:
+        _draw_timeline(batches_ax, data)
+    else:
+        batch_seconds = [b.duration_s or 0.0 for b in data.batches]
+        batches_ax.bar([b.index for b in data.batches], batch_seconds, color="#74c476")
+        batches_ax.set_xlabel("batch")
+        batches_ax.set_ylabel("seconds")
+        batches_ax.set_title(f"Time per batch ({len(data.batches)})")
 
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()
+
+
+def _draw_stages(axes: Any, times: StageTimes) -> None:
+    """The stages in order, then their total (the wall time) and the compute summed over
+    batches, which overlaps the stages and is drawn apart."""
+    names = [*times.stages, "total: wall time", "batch compute (sum, overlaps)"]
+    seconds = [*times.stages.values(), times.wall_s, times.compute_s]
+    colours = ["#6baed6"] * len(times.stages) + ["#3182bd", "#bdbdbd"]
+    axes.barh(range(len(names)), seconds, color=colours)
+    axes.set_yticks(range(len(names)), [n.replace(": ", ":\n", 1) for n in names])
+    axes.tick_params(axis="y", labelsize=7)
+    axes.invert_yaxis()
+    axes.set_xlabel("seconds")
+    axes.set_title("Time per stage")
+    for row, value in enumerate(seconds):
+        axes.text(value, row, f" {value:.3g} s", va="center", fontsize=7)
+    axes.margins(x=0.35)
+
+
+def _draw_timeline(axes: Any, data: ReportData) -> None:
+    """A Gantt chart: each batch's wait for quota and its run, from the moment the cut
+    was written."""
+    origin = _aware(data.manifest.created_at)
+    for span in data.timeline:
+        if span.pending_since and span.started_at:
+            start = _seconds(origin, span.pending_since)
+            axes.barh(span.index, span.queued_s, left=start, color="#fdd0a2")
+        if span.started_at and span.finished_at:
+            start = _seconds(origin, span.started_at)
+            axes.barh(span.index, _seconds(span.started_at, span.finished_at), left=start,
+                      color="#74c476")  # fmt: skip
+    axes.invert_yaxis()
+    axes.set_ylabel("batch")
+    axes.set_xlabel("seconds after the cut was written")
+    axes.set_title(f"Batches: queued (orange), running (green) ({len(data.timeline)})")
+    axes.title.set_fontsize(9)
 
 
 def _short(label: str) -> str:
@@ -303,13 +443,18 @@ def render_html(data: ReportData) -> str:
         ("subexperiments without de-duplication", manifest.num_subexperiments_redundant),
         ("batches", manifest.num_batches),
     ]
-    value_head = ["observable", "reconstructed", "standard error"]
+    value_head = ["observable", "on the plot", "reconstructed", "standard error"]
     if data.exact is not None:
         value_head += ["exact", "|error|", "error / s.e."]
     value_rows = []
     for i, label in enumerate(data.observables):
         value, error = data.values[i], data.std_errors[i]
-        cells = [f'<td class="obs">{e(label)}</td>', _num(f"{value:+.10f}"), _num(f"{error:.3e}")]
+        cells = [
+            f'<td class="obs">{e(label)}</td>',
+            f'<td class="obs">{e(_short(label))}</td>',
+            _num(f"{value:+.10f}"),
+            _num(f"{error:.3e}"),
+        ]
         if data.exact is not None:
             deviation = abs(value - data.exact[i])
             ratio = deviation / error if error > 0 else math.inf if deviation > 1e-9 else 0.0
@@ -319,9 +464,15 @@ def render_html(data: ReportData) -> str:
                 _num("—" if math.isinf(ratio) else f"{ratio:.2f}"),
             ]
         value_rows.append("<tr>" + "".join(cells) + "</tr>")
+    times = data.stage_times()
     stage_rows = [
         f"<tr><td>{e(name)}</td>{_num(f'{seconds:.3f}')}</tr>"
-        for name, seconds in data.stage_seconds().items()
+        for name, seconds in times.stages.items()
+    ]
+    stage_rows += [
+        f"<tr><th>total: wall time (the stages above)</th>{_num(f'{times.wall_s:.3f}')}</tr>",
+        f'<tr class="muted"><td>batch compute, summed over batches (runs during the stages '
+        f"above, not added to them)</td>{_num(f'{times.compute_s:.3f}')}</tr>",
     ]
     batch_rows = [
         "<tr>"
@@ -338,6 +489,10 @@ def render_html(data: ReportData) -> str:
     links = "".join(
         f'<li><a href="{e(url, quote=True)}">{e(text)}</a></li>' for text, url in data.links.items()
     )
+    airflow = " · ".join(
+        f'<a href="{e(url, quote=True)}">{e(text)}</a>'
+        for text, url in data.airflow_links().items()
+    )
     exact_note = (
         "Exact values: statevector simulation of the uncut circuit."
         if data.exact is not None
@@ -353,6 +508,7 @@ def render_html(data: ReportData) -> str:
 </head>
 <body>
 <h1>{e(data.title)}</h1>
+{f'<p id="airflow">In Airflow: {airflow}</p>' if airflow else ""}
 <p class="muted">Job <code>{e(manifest.job_name)}</code>, cut at
 {e(_aware(manifest.created_at).isoformat(timespec="seconds"))}; {e(mode)}; reconstructed with
 <code>{e(data.array_module)}</code>. Report generated {e(generated)}.</p>
@@ -361,7 +517,9 @@ def render_html(data: ReportData) -> str:
 <tr>{"".join(f"<th>{e(h)}</th>" for h in value_head)}</tr>
 {chr(10).join(value_rows)}
 </table>
-<p class="muted">{e(exact_note)} Standard errors come from shot noise (zero in exact mode).</p>
+<p class="muted">{e(exact_note)} Standard errors come from shot noise (zero in exact mode).
+"On the plot": the observable's non-identity letters with their qubits (the rightmost letter
+of the label acts on qubit 0).</p>
 <img src="{REPORT_PNG}" alt="Reconstructed values with error bars, and time per stage">
 <h2>Cut plan</h2>
 <table id="plan">
@@ -377,6 +535,7 @@ def render_html(data: ReportData) -> str:
 <th>seconds</th><th>finished</th></tr>
 {chr(10).join(batch_rows)}
 </table>
+{render_timeline(data)}
 {render_provenance(data)}
 <h2>Files</h2>
 <ul>
@@ -387,6 +546,38 @@ def render_html(data: ReportData) -> str:
 </body>
 </html>
 """
+
+
+def render_timeline(data: ReportData) -> str:
+    """Every batch's way through the queue, as the wait recorded it; nothing without one."""
+    if not data.timeline:
+        return ""
+    e = html.escape
+
+    def moment(value: datetime | None) -> str:
+        return f"<td>{e(value.isoformat(timespec='milliseconds')) if value else '—'}</td>"
+
+    rows = [
+        "<tr>"
+        + _num(str(b.index))
+        + f"<td>{e(b.flavor)}</td>"
+        + moment(b.pending_since)
+        + moment(b.started_at)
+        + moment(b.finished_at)
+        + _num("—" if b.queued_s is None else f"{b.queued_s:.3f}")
+        + _num(str(b.attempts))
+        + _num(str(b.preemptions))
+        + "</tr>"
+        for b in data.timeline
+    ]
+    return f"""<h2>Timeline</h2>
+<table id="timeline">
+<tr><th>batch</th><th>flavor</th><th>queued</th><th>started</th><th>finished</th>
+<th>seconds in queue</th><th>attempts</th><th>preemptions</th></tr>
+{chr(10).join(rows)}
+</table>
+<p class="muted">From <code>{TIMELINE_JSON}</code>, written by the wait when the workflow
+ended; times in UTC, the last attempt's.</p>"""
 
 
 def render_provenance(data: ReportData) -> str:
