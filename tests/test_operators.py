@@ -83,7 +83,7 @@ def test_the_four_operators_chain_over_the_local_backend(tmp_path, circuit_text,
     summary = _wait_until_done(tmp_path, submitted["workflow_name"], poke_interval=1000)
     assert summary["phase"] == "Succeeded" and summary["progress"] == "3/3"
     assert summary["by_flavor"] == {"cpu": {"finished": 3}}
-    assert "batch 3/3 done" in capsys.readouterr().out
+    assert "batch 2 (3 of 3) cpu finished: queued" in capsys.readouterr().out
     reconstruct = CupyReconstructOperator(task_id="reconstruct", manifest_uri=cut["manifest_uri"])
     result = reconstruct.execute(CONTEXT)
     assert result["array_module"] == "numpy"
@@ -384,7 +384,7 @@ def test_a_deferred_wait_resumes_with_the_record_of_every_batch(tmp_path, circui
     capsys.readouterr()
     assert sensor.execute_complete(CONTEXT, event)["progress"] == "3/3"
     log = capsys.readouterr().out
-    assert all(f"batch {n}/3 done" in log for n in (1, 2, 3))
+    assert all(f"batch {n} ({n + 1} of 3) cpu finished: queued" in log for n in (0, 1, 2))
 
 
 def test_a_trigger_event_the_sensor_does_not_know_fails_the_task_with_its_message():
@@ -413,3 +413,38 @@ def test_the_wait_reads_the_backend_the_submit_used_not_its_own_connection(
     while not (outcome := sensor.poke({})) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert outcome and outcome.xcom_value["progress"] == "3/3"
+
+
+def test_the_wait_ends_with_a_timeline_that_outlives_its_log(tmp_path, circuit_text, capsys):
+    """The last log had only "batch k/N done" (1-based, unlike every other line); nothing said
+    when a batch was queued, started or finished, and a retry lost even that."""
+    _, text = circuit_text
+    cut = _cut(tmp_path, text)
+    submitted = ArgoSubmitOperator(
+        task_id="submit", manifest_uri=cut["manifest_uri"], store_uri=str(tmp_path)
+    ).execute(CONTEXT)
+    sensor = KueueWaitSensor(task_id="wait", submitted=submitted, poke_interval=0.1)
+    deadline = time.monotonic() + 60
+    while not sensor.poke({}) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    log = "".join(capsys.readouterr())
+    lines = [line for line in log.splitlines() if "cpu finished: queued" in line]
+    assert len(lines) == 3, log
+    for n, line in enumerate(lines):
+        assert re.search(
+            rf"batch {n} \({n + 1} of 3\) cpu finished: queued \d\d:\d\d:\d\d\.\d{{3}}, started "
+            rf"\d\d:\d\d:\d\d\.\d{{3}} after \d+\.\d s in queue, finished \S+ \(\d+\.\d s\); "
+            r"1 attempt\(s\), 0 preemption\(s\)",
+            line,
+        ), line
+    timeline = json.loads((tmp_path / "tests" / "run-1" / "results" / "timeline.json").read_text())
+    assert timeline["workflow"] == submitted["workflow_name"] and timeline["phase"] == "Succeeded"
+    assert [b["index"] for b in timeline["batches"]] == [0, 1, 2]
+    assert all(
+        b["pending_since"] <= b["started_at"] <= b["finished_at"] for b in timeline["batches"]
+    )
+    CupyReconstructOperator(task_id="reconstruct", manifest_uri=cut["manifest_uri"]).execute(
+        CONTEXT
+    )
+    page = (tmp_path / "tests" / "run-1" / "report.html").read_text()
+    assert page.split('<table id="timeline">')[1].split("</table>")[0].count("<tr>") == 4

@@ -18,6 +18,9 @@ from hybrid_provider.backends.waiting import (
     progress_lines,
     summary,
 )
+from hybrid_provider.core import store
+from hybrid_provider.core.manifest import artifact_uri
+from hybrid_provider.core.reconstruct.report import TIMELINE_JSON
 from hybrid_provider.operators._common import UsesHybridConnection
 
 
@@ -103,6 +106,8 @@ class KueueWaitSensor(UsesHybridConnection, BaseSensorOperator):
 
     def _decide(self, status: WorkflowStatus) -> PokeReturnValue | bool:
         verdict = evaluate(status, self.target, self.queue_wait_timeout)
+        if verdict.state == WaitState.DONE or verdict.over:
+            self._summarise(status)
         if verdict.state == WaitState.DONE:
             return PokeReturnValue(is_done=True, xcom_value=summary(status))
         if verdict.over:
@@ -122,15 +127,9 @@ class KueueWaitSensor(UsesHybridConnection, BaseSensorOperator):
         raise AirflowFailException(message)
 
     def _log_progress(self, status: WorkflowStatus) -> None:
-        """Batches finished since the last poke; every batch once the workflow has finished.
-
-        In reschedule mode a poke has no memory of the previous one, so batches that finished
-        while the task waited to be rescheduled would be missed: the last poke lists them all.
-        """
+        """Batches finished since the last poke, then where the rest stand."""
         now = datetime.now(timezone.utc)
         since = self._last_poke or now - timedelta(seconds=float(self.poke_interval))
-        if status.phase.finished:
-            since = datetime.min.replace(tzinfo=timezone.utc)
         for batch in status.batches:
             if (
                 batch.phase == BatchPhase.SUCCEEDED
@@ -138,15 +137,29 @@ class KueueWaitSensor(UsesHybridConnection, BaseSensorOperator):
                 and batch.finished_at > since
             ):
                 self.log.info(
-                    "batch %d/%d done, %.1f s (%s)",
-                    batch.index + 1,
-                    status.total,
+                    "%s done in %.1f s (%s)",
+                    batch_name(batch.index, status.total),
                     batch.duration_s or 0.0,
                     batch.flavor,
                 )
         self._last_poke = now
         for line in progress_lines(status):
             self.log.info("%s", line)
+
+    def _summarise(self, status: WorkflowStatus) -> None:
+        """The end of a try: one line per batch (queued, started, finished, time in queue),
+        and the same timeline written beside the job, so that it outlives this try's log."""
+        for line in timeline_lines(status):
+            self.log.info("%s", line)
+        manifest_uri = (self.submitted or {}).get("manifest_uri")
+        if not manifest_uri:
+            return  # waiting by workflow name alone: no job to write beside
+        try:
+            uri = write_timeline(str(manifest_uri), status)
+        except Exception as exc:  # noqa: BLE001 (the log above holds the same record)
+            self.log.warning("Could not write the timeline of %s: %s", self._workflow, exc)
+        else:
+            self.log.info("Timeline written to %s", uri)
 
     # --- deferrable mode -------------------------------------------------------------------
     def execute(self, context: Context) -> Any:
@@ -175,14 +188,14 @@ class KueueWaitSensor(UsesHybridConnection, BaseSensorOperator):
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
-        """Resumed after the trigger fired: log the whole run's batches once, then decide.
+        """Resumed after the trigger fired: summarise the whole run's batches, then decide.
 
         The triggerer's lines are progress only; this final section of the task log is the
-        record of every batch, as the last poke is in poke mode.
+        record of every batch, as the last poke's is in poke mode.
         """
         state, message = _event_state(event), event.get("message", "")
         try:
-            self._log_progress(self._backend().status(self._workflow))
+            self._summarise(self._backend().status(self._workflow))
         except Exception as exc:  # noqa: BLE001 (the trigger's verdict stands without it)
             self.log.warning("Could not read the final status of %s: %s", self._workflow, exc)
         if state == WaitState.DONE:
@@ -202,3 +215,50 @@ def _event_state(event: dict[str, Any]) -> WaitState:
         return WaitState(str(event.get("state")))
     except ValueError:
         return WaitState.FAILED
+
+
+def batch_name(index: int, total: int) -> str:
+    """One numbering everywhere: the 0-based index (as in the report, the runner's log and
+    the workflow's tasks), with its place for a reader who counts from one."""
+    return f"batch {index} ({index + 1} of {total})"
+
+
+def timeline_lines(status: WorkflowStatus) -> list[str]:
+    """One line per batch: when it was queued, started and finished, and how long it queued
+    (UTC; the last attempt's, with the count of attempts and preemptions)."""
+
+    def clock(moment: datetime | None) -> str:
+        return moment.strftime("%H:%M:%S.%f")[:-3] if moment else "—"
+
+    lines = [f"Timeline of {status.name} ({status.phase.value}, {status.progress} done; UTC):"]
+    for b in status.batches:
+        queued = (
+            f" after {(b.started_at - b.pending_since).total_seconds():.1f} s in queue"
+            if b.started_at and b.pending_since
+            else ""
+        )
+        ran = f" ({b.duration_s:.1f} s)" if b.duration_s is not None else ""
+        lines.append(
+            f"  {batch_name(b.index, status.total)} {b.flavor} {b.state}: queued "
+            f"{clock(b.pending_since)}, started {clock(b.started_at)}{queued}, finished "
+            f"{clock(b.finished_at)}{ran}; {b.attempts} attempt(s), "
+            f"{len(b.preemptions)} preemption(s)"
+        )
+    return lines
+
+
+def write_timeline(manifest_uri: str, status: WorkflowStatus) -> str:
+    """Every batch's status, as the wait last saw it, at ``<job>/results/timeline.json``
+    (read by the report); returns its URI."""
+    uri = artifact_uri(store.normalise_uri(manifest_uri), TIMELINE_JSON)
+    store.write_json_atomic(
+        uri,
+        {
+            "workflow": status.name,
+            "backend": status.backend,
+            "phase": status.phase.value,
+            "written_at": datetime.now(timezone.utc).isoformat(),
+            "batches": [b.model_dump(mode="json") for b in status.batches],
+        },
+    )
+    return uri
