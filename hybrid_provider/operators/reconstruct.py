@@ -94,7 +94,7 @@ class CupyReconstructOperator(UsesHybridConnection, BaseOperator):
             f", {result.shots} shots" if result.shots else "",
             "" if exact is None else ", exact values from a statevector of the uncut circuit",
         )
-        references = exact or [None] * len(result.values)
+        references: list[float | None] = [None] * len(result.values) if exact is None else [*exact]
         for label, value, error, reference in zip(
             result.observables, result.values, result.std_errors, references, strict=True
         ):

@@ -107,7 +107,10 @@ class ReportData:
 
     @property
     def last_batch_finished(self) -> datetime | None:
-        moments = [b.finished_at for b in self.batches if b.finished_at]
+        """From the timeline when there is one (as the first start is), else the records."""
+        moments = [b.finished_at for b in self.timeline if b.finished_at] or [
+            b.finished_at for b in self.batches if b.finished_at
+        ]
         return max(moments) if moments else None
 
     @property
@@ -127,17 +130,23 @@ class ReportData:
 
     def stage_times(self) -> StageTimes:
         """The run's wall time split into stages that follow one another, so they add up:
-        the cut, the wait until the first batch started (Airflow's scheduling, submission,
-        queueing for quota), execution from the first batch's start to the last one's end, the
-        gap until reconstruction began, and reconstruction. Without a moment a stage needs
-        (a missing record, a reconstruction written without its end time) it is left out."""
+        the cut, the wait until the first batch started (Airflow's scheduling and the submit,
+        then the wait for quota: apart when the timeline says when batches were queued),
+        execution from the first batch's start to the last one's end, the gap until
+        reconstruction began, and reconstruction. Without a moment a stage needs (a missing
+        record, a reconstruction written without its end time) it is left out."""
         stages: dict[str, float] = {}
         if self.manifest.cut_seconds is not None:
             stages["cut: plan, generate, write"] = self.manifest.cut_seconds
         written = _aware(self.manifest.created_at)
         first, last = self.first_batch_started, self.last_batch_finished
+        queued = min((b.pending_since for b in self.timeline if b.pending_since), default=None)
         if first is not None and last is not None:
-            stages["waiting: cut written → first batch started"] = _seconds(written, first)
+            if queued is not None and written <= queued <= first:  # the timeline splits the wait
+                stages["scheduling: cut written → batches queued"] = _seconds(written, queued)
+                stages["queue: batches queued → first batch started"] = _seconds(queued, first)
+            else:
+                stages["waiting: cut written → first batch started"] = _seconds(written, first)
             stages["execute: first batch started → last finished"] = _seconds(first, last)
             if self.reconstructed_at is not None:
                 began = self.reconstructed_at - timedelta(seconds=self.reconstruct_seconds)
@@ -390,16 +399,21 @@ def _draw_timeline(axes: Any, data: ReportData) -> None:
     for span in data.timeline:
         if span.pending_since and span.started_at:
             start = _seconds(origin, span.pending_since)
-            axes.barh(span.index, span.queued_s, left=start, color="#fdd0a2")
+            axes.barh(span.index, span.queued_s, left=start, color="#fdae6b", label="queued")
         if span.started_at and span.finished_at:
             start = _seconds(origin, span.started_at)
             axes.barh(span.index, _seconds(span.started_at, span.finished_at), left=start,
-                      color="#74c476")  # fmt: skip
+                      color="#74c476", label="running")  # fmt: skip
+    handles, labels = axes.get_legend_handles_labels()
+    unique = dict(zip(labels, handles, strict=True))
+    axes.legend(unique.values(), unique.keys(), loc="lower right", fontsize=7)
+    axes.set_yticks([span.index for span in data.timeline])
+    axes.tick_params(axis="y", labelsize=7)
     axes.invert_yaxis()
     axes.set_ylabel("batch")
     axes.set_xlabel("seconds after the cut was written")
-    axes.set_title(f"Batches: queued (orange), running (green) ({len(data.timeline)})")
-    axes.title.set_fontsize(9)
+    axes.set_xlim(left=0)
+    axes.set_title(f"Batches in the queue ({len(data.timeline)})")
 
 
 def _short(label: str) -> str:
