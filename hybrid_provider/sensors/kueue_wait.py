@@ -228,7 +228,7 @@ def timeline_lines(status: WorkflowStatus) -> list[str]:
     (UTC; the last attempt's, with the count of attempts and preemptions)."""
 
     def clock(moment: datetime | None) -> str:
-        return moment.strftime("%H:%M:%S.%f")[:-3] if moment else "—"
+        return moment.astimezone(timezone.utc).strftime("%H:%M:%S.%f")[:-3] if moment else "—"
 
     lines = [f"Timeline of {status.name} ({status.phase.value}, {status.progress} done; UTC):"]
     for b in status.batches:

@@ -34,7 +34,7 @@ RESULTS_JSON = "results/reconstruction.json"
 #: Every batch's way through the queue, as the wait saw it (``sensors.kueue_wait``).
 TIMELINE_JSON = "results/timeline.json"
 #: Files of a job that may be shown to a browser (the Airflow plugin serves only these).
-REPORT_FILES = (REPORT_HTML, REPORT_PNG, RESULTS_JSON)
+REPORT_FILES = (REPORT_HTML, REPORT_PNG, RESULTS_JSON, TIMELINE_JSON)
 
 
 @dataclass(frozen=True)
@@ -590,8 +590,8 @@ def render_timeline(data: ReportData) -> str:
 <th>seconds in queue</th><th>attempts</th><th>preemptions</th></tr>
 {chr(10).join(rows)}
 </table>
-<p class="muted">From <code>{TIMELINE_JSON}</code>, written by the wait when the workflow
-ended; times in UTC, the last attempt's.</p>"""
+<p class="muted">From <a href="{TIMELINE_JSON}">{TIMELINE_JSON}</a>, written by the wait at the
+end of its try; times in UTC, the last attempt's.</p>"""
 
 
 def render_provenance(data: ReportData) -> str:
