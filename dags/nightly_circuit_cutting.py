@@ -110,9 +110,14 @@ with DAG(
 
     @task(outlets=[NIGHTLY_RESULTS])
     def publish(
-        result: dict, ds: str | None = None, dag_run=None, run_id: str | None = None
+        result: dict,
+        ds: str | None = None,
+        dag_run=None,
+        run_id: str | None = None,
+        outlet_events=None,
     ) -> str:
-        """Write the run's table (value, standard error, exact reference) as CSV; return its URI."""
+        """Write the run's table (value, standard error, exact reference) as CSV; return its URI,
+        also in the Asset event, so a consumer reads this run's file, ad hoc or nightly."""
         from hybrid_provider.core import store
 
         exact = result.get("exact") or [None] * len(result["values"])  # computed by reconstruct
@@ -128,6 +133,8 @@ with DAG(
             )
         uri = results_uri(getattr(dag_run, "run_type", None), ds, run_id or "")
         store.write_bytes_atomic(uri, buffer.getvalue().encode())
+        if outlet_events is not None:
+            outlet_events[NIGHTLY_RESULTS].extra = {"results_uri": uri, "logical_date": ds}
         logging.getLogger(__name__).info("Published %d rows to %s", len(exact), uri)
         return uri
 

@@ -113,6 +113,8 @@ def test_nightly_dag_end_to_end_matches_the_exact_values(airflow_db, dagbag):
     folder = default_store_uri().removeprefix("file://") + "/nightly-results"
     # dag.test() makes a manual run: it must not take the scheduled run's 2026-11-20.csv
     assert published == f"file://{folder}/adhoc/{safe_path(run.run_id)}.csv"
+    (event,) = asset_events(run.run_id)
+    assert event == {"results_uri": published, "logical_date": "2026-11-20"}
     with open(published.removeprefix("file://"), newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [row["observable"] for row in rows] == [
@@ -129,3 +131,15 @@ def test_nightly_dag_end_to_end_matches_the_exact_values(airflow_db, dagbag):
     manifest_uri = reconstruct.xcom_pull(task_ids="reconstruct", key="manifest_uri")
     origin = load_manifest(manifest_uri).provenance.origin
     assert (origin.dag_id, origin.run_id, origin.task_id) == (dag.dag_id, run.run_id, "cut")
+
+
+def asset_events(run_id: str) -> list[dict]:
+    """The extras of the Asset events a run emitted, from the metadata database."""
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        return list(
+            session.scalars(select(AssetEvent.extra).where(AssetEvent.source_run_id == run_id))
+        )
