@@ -15,13 +15,16 @@ import io
 import re
 from collections import Counter
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hybrid_provider.core import store
 from hybrid_provider.core.errors import ArtifactError
 from hybrid_provider.core.provenance import JobProvenance
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SCHEMA_VERSION = 2
 MANIFEST_NAME = "manifest.json"
@@ -218,6 +221,8 @@ def read_reconstruction_data(
     Checked against the manifest's structure: an index past a subsystem's distinct choices
     would otherwise gather the wrong factor, or fail deep inside NumPy.
     """
+    import numpy as np  # here, not at import: specs, DAG files and provider info load this module
+
     data = read_artifact(manifest_uri, manifest.reconstruction, "reconstruction data")
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
