@@ -138,6 +138,20 @@ class Request(NamedTuple):
     content_type: str = "application/json"
     raw: bool = False
 
+    def call_api_arguments(self) -> dict[str, Any]:
+        """``ApiClient.call_api``'s arguments, the same in kubernetes and kubernetes_asyncio."""
+        return {
+            "resource_path": self.path,
+            "method": self.method,
+            "query_params": self.query,
+            "header_params": {"Accept": "application/json", "Content-Type": self.content_type},
+            "body": self.body,
+            "auth_settings": ["BearerToken"],
+            "response_types_map": {} if self.raw else _OBJECT,
+            "_return_http_data_only": True,
+            "_preload_content": not self.raw,
+        }
+
 
 #: A conversation with the API server: yields requests, is sent each answer (or has the
 #: KubernetesApiError thrown in), returns its result.
@@ -333,19 +347,8 @@ class ArgoKueueHook(KubernetesCalls, KubernetesHook):
     def request(self, request: Request) -> Any:
         from kubernetes.client.exceptions import ApiException
 
-        headers = {"Accept": "application/json", "Content-Type": request.content_type}
         try:
-            result = self.api_client.call_api(
-                request.path,
-                request.method,
-                query_params=request.query,
-                header_params=headers,
-                body=request.body,
-                auth_settings=["BearerToken"],
-                response_types_map={} if request.raw else _OBJECT,
-                _return_http_data_only=True,
-                _preload_content=not request.raw,
-            )
+            result = self.api_client.call_api(**request.call_api_arguments())
         except ApiException as exc:
             raise _api_error(exc) from exc
         if request.raw:
@@ -371,19 +374,8 @@ class AsyncArgoKueueHook(KubernetesCalls, AsyncKubernetesHook):
                     request = _next_request(call, answer, error)
                 except StopIteration as finished:
                     return finished.value
-                headers = {"Accept": "application/json", "Content-Type": request.content_type}
                 try:
-                    response = await api.call_api(
-                        request.path,
-                        request.method,
-                        query_params=request.query,
-                        header_params=headers,
-                        body=request.body,
-                        auth_settings=["BearerToken"],
-                        response_types_map={} if request.raw else _OBJECT,
-                        _return_http_data_only=True,
-                        _preload_content=not request.raw,
-                    )
+                    response = await api.call_api(**request.call_api_arguments())
                     if request.raw:
                         response = (await response.read()).decode(errors="replace")
                     answer, error = response, None
