@@ -178,6 +178,7 @@ class conversation:  # noqa: N801 (used as a decorator, like property)
 class KubernetesCalls:
     """Argo Workflows, pods and Kueue, as conversations both hooks hold (see module doc)."""
 
+    #: The Kueue API version this cluster answered with; found on first use, per hook.
     _kueue_version: str | None = None
 
     # --- Argo Workflows --------------------------------------------------------------------
@@ -329,7 +330,6 @@ class ArgoKueueHook(KubernetesCalls, KubernetesHook):
 
     def __init__(self, kubernetes_conn_id: str = KubernetesHook.default_conn_name, **kwargs):
         super().__init__(conn_id=kubernetes_conn_id, **kwargs)
-        self._kueue_version = None
 
     def drive(self, call: Call[T]) -> T:
         """Hold a conversation to its end over this hook's blocking client."""
@@ -361,7 +361,6 @@ class AsyncArgoKueueHook(KubernetesCalls, AsyncKubernetesHook):
 
     def __init__(self, kubernetes_conn_id: str = KubernetesHook.default_conn_name, **kwargs):
         super().__init__(conn_id=kubernetes_conn_id, **kwargs)
-        self._kueue_version = None
 
     async def drive(self, call: Call[T]) -> T:
         """Hold a conversation to its end over one async client session."""
