@@ -78,6 +78,10 @@ def get_provider_info() -> dict:
                         "label": "Artifact store URI (file://, s3://, ...)",
                         "schema": {"type": ["string", "null"]},
                     },
+                    "flavor": {
+                        "label": "Default flavor of submits (cpu, gpu, qpu or auto)",
+                        "schema": {"type": ["string", "null"]},
+                    },
                     **connection_form_fields(),
                 },
                 "ui-field-behaviour": {

@@ -46,6 +46,7 @@ class Reason(StrEnum):
     RETRYING = "Retrying"
     REQUEUED = "Requeued"
     RESUBMITTED = "Resubmitted"
+    REPLACED = "Replaced"
     ERROR = "Error"
     STOPPED = "Stopped"
 
@@ -107,6 +108,8 @@ class BatchStatus(BaseModel):
     duration_s: float | None = None
     attempts: int = 0
     preemptions: list[Preemption] = []
+    #: The flavors a waiting batch was moved away from by re-placement, oldest first.
+    moved_from: list[Flavor] = []
 
     def queue(self, reason: Reason, at: datetime, message: str | None = None) -> None:
         """Back to waiting for quota (a retry, a requeue after a dead runner, a resubmit)."""
@@ -131,6 +134,13 @@ class BatchStatus(BaseModel):
     def fail(self, reason: Reason, at: datetime, message: str | None = None) -> None:
         self.phase, self.admission, self.reason = BatchPhase.FAILED, Admission.FINISHED, reason
         self.finished_at, self.message = at, message if message is not None else self.message
+
+    def move(self, flavor: Flavor, at: datetime, message: str) -> None:
+        """Re-placement: a batch still waiting goes to another flavor's queue (it never ran
+        there, so it runs once, wherever it ends up)."""
+        self.moved_from = [*self.moved_from, self.flavor]
+        self.flavor = flavor
+        self.queue(Reason.REPLACED, at, message)
 
     def reset(self, at: datetime) -> None:
         """Forget a failed or unfinished attempt: queued anew as if never run (a resubmit)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
@@ -18,6 +19,13 @@ from hybrid_provider.operators._common import (
     bad_input_fails_task,
     optional_whole_number,
 )
+from hybrid_provider.placement.decide import (
+    DEFAULT_REPLACE_AFTER_S,
+    decide,
+    replacement_of,
+    write_decision,
+)
+from hybrid_provider.placement.policy import AUTO
 
 
 class ArgoSubmitOperator(UsesHybridConnection, BaseOperator):
@@ -30,7 +38,12 @@ class ArgoSubmitOperator(UsesHybridConnection, BaseOperator):
     :param manifest_uri: the cut job, usually ``CutCircuitOperator``'s output.
     :param mode: ``exact`` (simulators, no shot noise) or ``shots``.
     :param shots: shots per subexperiment in shot mode.
-    :param flavor: ``cpu``, ``gpu`` or ``qpu`` (Kueue resource flavor the batches ask for).
+    :param flavor: ``cpu``, ``gpu`` or ``qpu`` (Kueue resource flavor the batches ask for), or
+        ``auto``: each batch placed from the backend's live queues and earlier runs' history
+        (``docs/placement.md``; the decision and its numbers go to the log and the report).
+        Default: the connection's ``flavor``, else ``cpu``.
+    :param replace_after: ``auto`` only: a batch still waiting for quota after this long moves
+        to another eligible flavor with a free slot (never run twice); None: never moves.
     :param sampler: ``aer`` (default), ``aer-sampler``, or ``module:attribute`` of a SamplerV2
         or backend (shot mode only).
     :param device: Aer device: ``auto`` (default: the GPU when the worker has one), ``gpu`` or ``cpu``.
@@ -74,7 +87,8 @@ class ArgoSubmitOperator(UsesHybridConnection, BaseOperator):
         device: str = "auto",
         sampler: str = "aer",
         shot_allocation: str = "uniform",
-        flavor: str = "cpu",
+        flavor: str | None = None,
+        replace_after: timedelta | float | None = DEFAULT_REPLACE_AFTER_S,
         queue_name: str | None = None,
         priority_class: str | None = None,
         workflow_name: str | None = None,
@@ -90,6 +104,9 @@ class ArgoSubmitOperator(UsesHybridConnection, BaseOperator):
         self.sampler = sampler
         self.shot_allocation = shot_allocation
         self.flavor = flavor
+        self.replace_after = (
+            replace_after.total_seconds() if isinstance(replace_after, timedelta) else replace_after
+        )
         self.queue_name = queue_name
         self.priority_class = priority_class
         self.workflow_name = workflow_name
@@ -109,12 +126,19 @@ class ArgoSubmitOperator(UsesHybridConnection, BaseOperator):
                 sampler=self.sampler,
                 shot_allocation=self.shot_allocation or "uniform",
             )
+            name = self.workflow_name or workflow_name(dag_id, task_id, run_id)
+            requested = self.flavor or self.hook.default_flavor
+            placement = decide(
+                backend, manifest, self.manifest_uri, mode=options.mode, requested=requested,
+                store_uri=self.hook.store_uri, workflow=name,
+            )  # fmt: skip
             spec = compile_spec(
                 manifest,
                 self.manifest_uri,
-                self.workflow_name or workflow_name(dag_id, task_id, run_id),
+                name,
                 options,
-                flavor=self.flavor,
+                flavor=dict(placement.assignment),
+                replacement=replacement_of(placement, self.replace_after),
                 queue_name=self.queue_name or None,
                 priority_class=self.priority_class or None,
                 labels={
@@ -123,6 +147,10 @@ class ArgoSubmitOperator(UsesHybridConnection, BaseOperator):
                     RUN_ID_LABEL: label_value(run_id),
                 },
             )
+        if requested == AUTO:
+            for line in placement.lines():
+                self.log.info("%s", line)
+            self.log.info("Decision written to %s", write_decision(self.manifest_uri, placement))
         self._submitted = spec.name  # before submit: a kill while submitting still stops it
         with bad_input_fails_task():  # a missing queue is bad input; an API error is retried
             status = backend.submit(spec)
@@ -144,6 +172,7 @@ class ArgoSubmitOperator(UsesHybridConnection, BaseOperator):
             "backend_config": backend.config(),
             "manifest_uri": self.manifest_uri,
             "num_batches": len(spec.batches),
+            "placement": placement.counts(),
             "ui_url": url,
         }
 

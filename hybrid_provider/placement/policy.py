@@ -20,7 +20,7 @@ from collections import Counter
 
 from pydantic import BaseModel, ConfigDict
 
-from hybrid_provider.constants import Flavor
+from hybrid_provider.constants import FLAVORS, Flavor
 from hybrid_provider.core.errors import InputError
 from hybrid_provider.core.manifest import JobManifest
 from hybrid_provider.placement.history import Estimate, History
@@ -92,6 +92,8 @@ class Placement(BaseModel):
 
     requested: str
     assignment: dict[int, Flavor]
+    #: The workflow it was decided for: a retried submit reuses it (the same spec reattaches).
+    workflow: str | None = None
     predicted_s: float | None = None
     forecasts: list[Forecast] = []
     reasons: list[str] = []
@@ -126,6 +128,10 @@ def place(
         InputError: ``auto`` finds no flavor it may choose (the message names why each was out).
     """
     if requested != AUTO:
+        if requested not in FLAVORS:
+            raise InputError(
+                f"unknown flavor '{requested}': use one of {', '.join(FLAVORS)} or {AUTO}"
+            )
         flavor = Flavor(requested)
         return Placement(
             requested=requested,

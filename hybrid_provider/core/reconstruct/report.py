@@ -97,6 +97,8 @@ class ReportData:
     title: str = "Circuit cutting results"
     links: dict[str, str] = field(default_factory=dict)
     timeline: list[BatchSpan] = field(default_factory=list)
+    #: The ``flavor="auto"`` decision and its reasons, as the timeline carries them.
+    placement: list[str] = field(default_factory=list)
     reconstructed_at: datetime | None = None
     #: Airflow's ``[api] base_url`` ("" for links relative to the UI's origin); None: no links.
     airflow_url: str | None = None
@@ -222,6 +224,7 @@ def gather(
         title=title or _title(manifest),
         links=dict(links or {}),
         timeline=read_timeline(manifest_uri),
+        placement=read_placement(manifest_uri),
         reconstructed_at=_moment(reconstruction.get("finished_at")),
         airflow_url=airflow_url,
     )
@@ -549,6 +552,7 @@ of the label acts on qubit 0).</p>
 <th>seconds</th><th>finished</th></tr>
 {chr(10).join(batch_rows)}
 </table>
+{render_placement(data)}
 {render_timeline(data)}
 {render_provenance(data)}
 <h2>Files</h2>
@@ -560,6 +564,24 @@ of the label acts on qubit 0).</p>
 </body>
 </html>
 """
+
+
+def read_placement(manifest_uri: str) -> list[str]:
+    """The placement decision's lines from the timeline; none when the flavor was named."""
+    uri = artifact_uri(store.normalise_uri(manifest_uri), TIMELINE_JSON)
+    try:
+        return list(store.read_json(uri, what="timeline").get("placement") or [])
+    except ArtifactError:
+        return []
+
+
+def render_placement(data: ReportData) -> str:
+    """Where ``flavor="auto"`` put the batches, and the numbers it compared."""
+    if not data.placement:
+        return ""
+    lines = html.escape("\n".join(data.placement))
+    return f"""<h2>Placement</h2>
+<pre id="placement">{lines}</pre>"""
 
 
 def render_timeline(data: ReportData) -> str:
