@@ -8,7 +8,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
-from hybrid_provider.backends.spec import compile_spec, label_value, workflow_name
+from hybrid_provider.backends.spec import label_value, workflow_name
 from hybrid_provider.constants import DAG_ID_LABEL, RUN_ID_LABEL, TASK_ID_LABEL
 from hybrid_provider.core.errors import HybridQuantumError
 from hybrid_provider.core.execute.options import execution_options
@@ -19,12 +19,7 @@ from hybrid_provider.operators._common import (
     bad_input_fails_task,
     optional_whole_number,
 )
-from hybrid_provider.placement.decide import (
-    DEFAULT_REPLACE_AFTER_S,
-    decide,
-    replacement_of,
-    write_decision,
-)
+from hybrid_provider.placement.decide import DEFAULT_REPLACE_AFTER_S, placed_spec, write_decision
 from hybrid_provider.placement.policy import AUTO
 
 
@@ -128,17 +123,15 @@ class ArgoSubmitOperator(UsesHybridConnection, BaseOperator):
             )
             name = self.workflow_name or workflow_name(dag_id, task_id, run_id)
             requested = self.flavor or self.hook.default_flavor
-            placement = decide(
-                backend, manifest, self.manifest_uri, mode=options.mode, requested=requested,
-                store_uri=self.hook.store_uri, workflow=name,
-            )  # fmt: skip
-            spec = compile_spec(
+            spec, placement = placed_spec(
+                backend,
                 manifest,
                 self.manifest_uri,
                 name,
                 options,
-                flavor=dict(placement.assignment),
-                replacement=replacement_of(placement, self.replace_after),
+                requested=requested,
+                store_uri=self.hook.store_uri,
+                replace_after=self.replace_after,
                 queue_name=self.queue_name or None,
                 priority_class=self.priority_class or None,
                 labels={

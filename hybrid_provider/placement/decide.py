@@ -7,10 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 from hybrid_provider.backends.base import ReportsTelemetry
-from hybrid_provider.backends.spec import Replacement
+from hybrid_provider.backends.spec import Replacement, WorkflowSpec, compile_spec
 from hybrid_provider.backends.status import BatchPhase, WorkflowStatus
 from hybrid_provider.core import store
 from hybrid_provider.core.errors import ArtifactError, InputError
+from hybrid_provider.core.execute.options import ExecutionOptions
 from hybrid_provider.core.execute.record import read_record
 from hybrid_provider.core.manifest import JobManifest, artifact_uri, load_manifest
 from hybrid_provider.placement.history import History, load_history, record_run, run_record
@@ -52,6 +53,34 @@ def decide(
         )
     placement = place(shape, backend.telemetry(), load_history(store_uri))
     return placement.model_copy(update={"workflow": workflow})
+
+
+def placed_spec(
+    backend: Any,
+    manifest: JobManifest,
+    manifest_uri: str,
+    name: str,
+    options: ExecutionOptions,
+    *,
+    requested: str,
+    store_uri: str,
+    replace_after: float | None = DEFAULT_REPLACE_AFTER_S,
+    **compile_args: Any,
+) -> tuple[WorkflowSpec, Placement]:
+    """The spec to submit, each batch on the flavor :func:`decide` gave it (the operator's,
+    the CLI's and the benchmark's one way from a manifest to a placed spec)."""
+    placement = decide(backend, manifest, manifest_uri, mode=options.mode, requested=requested,
+                       store_uri=store_uri, workflow=name)  # fmt: skip
+    spec = compile_spec(
+        manifest,
+        manifest_uri,
+        name,
+        options,
+        flavor=dict(placement.assignment),
+        replacement=replacement_of(placement, replace_after),
+        **compile_args,
+    )
+    return spec, placement
 
 
 def replacement_of(placement: Placement, after_s: float | None) -> Replacement | None:
