@@ -112,8 +112,9 @@ def test_a_batch_moves_only_where_a_slot_is_free_and_never_without_the_rule(tmp_
     from hybrid_provider.backends.status import BatchStatus
 
     class Bare(Runner):
-        def __init__(self, spec):  # only what _replace reads
+        def __init__(self, spec, running=()):  # only what _replace reads
             self.spec = spec
+            self.running = dict(enumerate(running))
 
     ours = _job(tmp_path, "ours", batches=2)
     rule = Replacement(flavors=[Flavor.CPU, Flavor.GPU], after_s=1.0)
@@ -126,6 +127,8 @@ def test_a_batch_moves_only_where_a_slot_is_free_and_never_without_the_rule(tmp_
     ])  # fmt: skip
     assert Bare(spec)._replace(full, pending) == []
     free = Ledger(quota={"cpu": 1, "gpu": 1})
+    ours_on_gpu = BatchStatus(index=2, flavor=Flavor.GPU)
+    assert Bare(spec, [ours_on_gpu])._replace(free, pending) == []  # throughput, not a queue
     moved = Bare(spec)._replace(free, pending)
     assert [b.index for b in moved] == [0]  # one free cpu slot: one batch moves
     assert pending[0].reason == Reason.REPLACED and pending[1].flavor == Flavor.GPU

@@ -176,11 +176,14 @@ class Runner:
     def _replace(self, ledger: Ledger, pending: dict[int, BatchStatus]) -> list[BatchStatus]:
         """Re-placement: batches that waited ``after_s`` move to another eligible flavor with a
         free slot. Decided with the ledger locked, so no other run takes that slot meanwhile;
-        a waiting batch has never been admitted, so it runs once, wherever it ends up."""
+        a waiting batch has never been admitted, so it runs once, wherever it ends up. A batch
+        waiting behind this run's own running batches stays: that is throughput, not a queue
+        held by others (as ``WorkflowStatus.queue_wait_seconds`` counts it)."""
         rule = self.spec.replacement
         if rule is None:
             return []
         now = _now()
+        ours = {b.flavor for b in self.running.values()}
         free = {
             f: ledger.quota.get(f, 0) - ledger.in_use(f) - len(ledger.waiting(f))
             for f in rule.flavors
@@ -189,7 +192,7 @@ class Runner:
         for batch in sorted(pending.values(), key=lambda b: b.index):
             waited = (now - batch.pending_since).total_seconds() if batch.pending_since else 0.0
             target = next((f for f in rule.flavors if f != batch.flavor and free[f] > 0), None)
-            if waited < rule.after_s or target is None:
+            if waited < rule.after_s or target is None or batch.flavor in ours:
                 continue
             free[target] -= 1
             batch.move(
