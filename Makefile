@@ -15,7 +15,7 @@ AIRFLOW_PORT ?= 0
 AIRFLOW_ENV := AIRFLOW_HOME=$(DEMO_HOME) AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
 	AIRFLOW__CORE__LOAD_EXAMPLES=False
 
-.PHONY: install demo airflow browser screenshots test test-fast test-lowest test-k8s test-engines engines cluster cluster-down test-cluster bench bench-quick lint clean
+.PHONY: install demo airflow browser screenshots test test-fast test-lowest test-k8s test-engines engines cluster cluster-down test-cluster bench bench-quick bench-placement lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || ($(PYTHON) -m pip install --quiet virtualenv && $(PYTHON) -m virtualenv $(VENV))
@@ -114,6 +114,10 @@ bench: install
 
 bench-quick: install
 	$(BIN)/python -m benchmarks.run --quick
+
+# flavor="auto" against each fixed flavor, issue 12's scenarios on the local backend (about 8 minutes)
+bench-placement: install
+	$(BIN)/python -m benchmarks.placement --json $(CURDIR)/.bench-placement.json
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy

@@ -304,13 +304,14 @@ def _submit(args: argparse.Namespace) -> int:
     from hybrid_provider.backends.local import local_quota
     from hybrid_provider.backends.local.backend import LocalBackend
     from hybrid_provider.backends.spec import workflow_name
+    from hybrid_provider.core import store
     from hybrid_provider.core.manifest import load_manifest
     from hybrid_provider.placement import decide
 
     backend = LocalBackend(args.store, quota=local_quota(args.local_quota))
     manifest = load_manifest(args.manifest_uri)
     name = args.name or workflow_name("cli", manifest.job_name)
-    store_uri = backend.config()["store_uri"]
+    store_uri = store.normalise_uri(args.store)
     after = decide.DEFAULT_REPLACE_AFTER_S if args.replace_after is None else args.replace_after
     spec, placement = decide.placed_spec(
         backend, manifest, args.manifest_uri, name, _options(args),

@@ -196,23 +196,24 @@ def place(
 def _forecast(telemetry: FlavorTelemetry, shape: JobShape, history: History) -> Forecast:
     """The flavor's eligibility and run-time estimate (its queue wait comes later)."""
     flavor = telemetry.flavor
-    base = {"flavor": flavor, "slots": telemetry.slots, "in_use": telemetry.in_use,
-            "pending": telemetry.pending}  # fmt: skip
+    base = Forecast(flavor=flavor, slots=telemetry.slots, in_use=telemetry.in_use,
+                    pending=telemetry.pending)  # fmt: skip
     if flavor == Flavor.QPU and shape.mode == "exact":
-        return Forecast(**base, excluded="exact mode never runs on a QPU")
+        return base.model_copy(update={"excluded": "exact mode never runs on a QPU"})
     if not telemetry.has_queue:
-        return Forecast(**base, excluded=telemetry.note or "no queue for this flavor")
+        return base.model_copy(update={"excluded": telemetry.note or "no queue for this flavor"})
     if telemetry.slots <= 0:
-        return Forecast(**base, excluded=telemetry.note or "no quota for this flavor")
+        return base.model_copy(update={"excluded": telemetry.note or "no quota for this flavor"})
     rate = history.seconds_per_subexperiment(flavor, shape.mode, shape.width) or Estimate(
         PRIORS[flavor], f"prior: no {shape.mode} runs on {flavor.value} yet"
     )
     rework = history.rework_rate(flavor)
-    return Forecast(
-        **base,
-        seconds_per_subexperiment=rate.value,
-        rate_source=rate.source,
-        rework_rate=rework.value if rework else 0.0,
+    return base.model_copy(
+        update={
+            "seconds_per_subexperiment": rate.value,
+            "rate_source": rate.source,
+            "rework_rate": rework.value if rework else 0.0,
+        }
     )
 
 

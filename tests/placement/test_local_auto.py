@@ -129,6 +129,10 @@ def test_a_batch_moves_only_where_a_slot_is_free_and_never_without_the_rule(tmp_
     free = Ledger(quota={"cpu": 1, "gpu": 1})
     ours_on_gpu = BatchStatus(index=2, flavor=Flavor.GPU)
     assert Bare(spec, [ours_on_gpu])._replace(free, pending) == []  # throughput, not a queue
+    just_done = Ledger(quota={"cpu": 1, "gpu": 1}, workloads=[
+        Workload(run="ours", index=2, flavor="gpu", created_at=long_ago, admitted_at=long_ago)
+    ])  # fmt: skip
+    assert Bare(spec)._replace(just_done, pending) == []  # its slot is ours until released
     moved = Bare(spec)._replace(free, pending)
     assert [b.index for b in moved] == [0]  # one free cpu slot: one batch moves
     assert pending[0].reason == Reason.REPLACED and pending[1].flavor == Flavor.GPU

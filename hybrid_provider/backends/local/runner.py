@@ -183,7 +183,9 @@ class Runner:
         if rule is None:
             return []
         now = _now()
-        ours = {b.flavor for b in self.running.values()}
+        ours = {b.flavor for b in self.running.values()} | {
+            w.flavor for w in ledger.workloads if w.run == self.spec.name and w.admitted_at
+        }  # a batch that just finished holds its slot in the ledger until this turn's track
         free = {
             f: ledger.quota.get(f, 0) - ledger.in_use(f) - len(ledger.waiting(f))
             for f in rule.flavors
