@@ -48,15 +48,21 @@ class SimulatedDevice(SamplerV2):
         duration = float(seconds) if seconds else SECONDS_PER_SUBEXPERIMENT[flavor] * len(pubs)
         marks = os.environ.get(PREEMPT)
         if marks and flavor == "gpu":
-            key = hashlib.sha256((os.environ.get("HYBRID_QUANTUM_WORKFLOW", "") + str(pubs[0])
-                                  + str(len(pubs))).encode()).hexdigest()[:16]  # fmt: skip
-            mark = Path(marks) / key
+            mark = Path(marks) / _batch_key(pubs)
             if not mark.exists():
                 mark.touch()
                 time.sleep(duration / 2)
                 raise RuntimeError("preempted half-way (simulated): the slot was taken back")
         time.sleep(duration)
         return super().run(pubs, shots=shots)
+
+
+def _batch_key(pubs) -> str:
+    """The same key for every attempt of one batch: its workflow and its circuits' gates."""
+    circuits = [pub[0] if isinstance(pub, tuple) else pub for pub in pubs]
+    gates = [(i.operation.name, [str(p) for p in i.operation.params]) for i in circuits[0].data]
+    text = f"{os.environ.get('HYBRID_QUANTUM_WORKFLOW', '')}|{len(circuits)}|{gates}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
