@@ -33,6 +33,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from hybrid_provider.backends.local.backend import RUNS_FOLDER, STATE_FILE
 from hybrid_provider.backends.local.queue import LEDGER_FILE, QUEUE_FOLDER, Ledger
 from hybrid_provider.backends.status import BatchPhase, BatchStatus, Reason, WorkflowStatus
+from hybrid_provider.constants import DURATION_BUCKETS, METRICS_PREFIX
 from hybrid_provider.core import store
 from hybrid_provider.core.errors import ArtifactError
 from hybrid_provider.core.execute.record import read_record
@@ -42,12 +43,9 @@ from hybrid_provider.core.reconstruct.report import TIMELINE_JSON
 
 log = logging.getLogger(__name__)
 
-PREFIX = "hybrid_quantum"
+PREFIX = METRICS_PREFIX
 UNKNOWN = "unknown"
 UNREADABLE = f"{PREFIX}_store_unreadable_files"
-#: Seconds: a batch runs for a fraction of a second (a few exact subexperiments) up to hours
-#: (a QPU batch); a batch waits for quota about as long.
-DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600)
 OVERHEAD_BUCKETS = (1, 10, 100, 1e3, 1e4, 1e5, 1e6)
 
 
