@@ -20,7 +20,7 @@ from typing import Any
 
 from hera.workflows import DAG, Container, Parameter, Task, Workflow
 from hera.workflows import models as m
-from hera.workflows.metrics import Counter, Histogram, Label, Metrics
+from hera.workflows.metrics import Counter, Histogram, Label
 from pydantic import BaseModel, ConfigDict, Field
 
 from hybrid_provider.backends.spec import WorkflowSpec, label_value
@@ -210,7 +210,7 @@ def _provenance_env(flavor: str, options: KubernetesOptions) -> list[m.EnvVar]:
     ]
 
 
-def batch_metrics(flavor: str) -> Metrics:
+def batch_metrics(flavor: str) -> list[Counter | Histogram]:
     """Argo's custom metrics of a batch template, served by the workflow controller's own
     ``/metrics`` (as ``argo_workflows_<name>``) while the batch pods are long gone.
 
@@ -220,24 +220,22 @@ def batch_metrics(flavor: str) -> Metrics:
     first start to its success (retries and their backoff included). Labels stay bounded:
     flavor and status, never the workflow or the batch index.
     """
-    return Metrics(
-        metrics=[
-            Counter(
-                name=f"{METRICS_PREFIX}_batch_attempts",
-                help="Attempts of batch pods by flavor and the status they ended with",
-                labels=[Label(key="flavor", value=flavor), Label(key="status", value="{{status}}")],
-                value="1",
-            ),
-            Histogram(
-                name=f"{METRICS_PREFIX}_batch_seconds",
-                help="From a batch's first start to its success, retries included, by flavor",
-                labels=[Label(key="flavor", value=flavor)],
-                when="{{status}} == Succeeded",
-                buckets=list(DURATION_BUCKETS),
-                value="{{duration}}",
-            ),
-        ]
-    )
+    return [
+        Counter(
+            name=f"{METRICS_PREFIX}_batch_attempts",
+            help="Attempts of batch pods by flavor and the status they ended with",
+            labels=[Label(key="flavor", value=flavor), Label(key="status", value="{{status}}")],
+            value="1",
+        ),
+        Histogram(
+            name=f"{METRICS_PREFIX}_batch_seconds",
+            help="From a batch's first start to its success, retries included, by flavor",
+            labels=[Label(key="flavor", value=flavor)],
+            when="{{status}} == Succeeded",
+            buckets=list(DURATION_BUCKETS),
+            value="{{duration}}",
+        ),
+    ]
 
 
 def _batch_template(
