@@ -14,9 +14,11 @@ import pytest
 from helpers import random_ansatz
 from qiskit import qasm3
 
+from hybrid_provider.core.cut.job import WrittenJob
 from hybrid_provider.core.execute.batch import run_batch
 from hybrid_provider.core.execute.options import ExecutionOptions
 from hybrid_provider.core.manifest import load_manifest
+from hybrid_provider.operators._stats import report_cut
 from hybrid_provider.operators.cut import CutCircuitOperator
 from hybrid_provider.operators.reconstruct import CupyReconstructOperator
 
@@ -111,3 +113,21 @@ def test_the_cut_and_reconstruct_tasks_send_their_metrics_to_statsd(tmp_path, st
     largest = max(result["std_errors"])
     assert largest > 0  # shot mode: real error bars
     assert sent[f"{prefix}.result.max_standard_error"][0] == pytest.approx(largest)
+
+
+def test_a_retried_cut_that_reuses_its_job_does_not_time_the_cut_again(tmp_path, statsd_packets):
+    operator = CutCircuitOperator(
+        task_id="cut",
+        circuit=qasm3.dumps(random_ansatz(4, reps=1)),
+        observables=["ZZZZ"],
+        partition_labels="AABB",
+        job_name="stats/run-2",
+        store_uri=str(tmp_path),
+    )
+    cut = operator.execute(CONTEXT)
+    assert "airflow.hybrid_quantum.cut.duration" in _received(statsd_packets)
+    # what the cut reports when a retry finds the job already written
+    report_cut(operator, WrittenJob(cut["manifest_uri"], load_manifest(cut["manifest_uri"]), True))
+    again = _received(statsd_packets)
+    assert "airflow.hybrid_quantum.cut.duration" not in again
+    assert "airflow.hybrid_quantum.cut.subexperiments" in again

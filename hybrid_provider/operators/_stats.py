@@ -18,7 +18,7 @@ from hybrid_provider.constants import METRICS_PREFIX
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
 
-    from hybrid_provider.core.manifest import JobManifest
+    from hybrid_provider.core.cut.job import WrittenJob
     from hybrid_provider.core.reconstruct.combine import Reconstruction
 
 
@@ -26,11 +26,12 @@ def _tags(task: BaseOperator) -> dict[str, str]:
     return {"dag_id": task.dag_id, "task_id": task.task_id}
 
 
-def report_cut(task: BaseOperator, manifest: JobManifest) -> None:
-    """``hybrid_quantum.cut.duration`` (timer), ``.subexperiments``, ``.batches`` and
-    ``.sampling_overhead`` (gauges) of the job the cut task wrote or reused."""
-    tags = _tags(task)
-    if manifest.cut_seconds is not None:
+def report_cut(task: BaseOperator, job: WrittenJob) -> None:
+    """``hybrid_quantum.cut.duration`` (timer; only when this try wrote the job, so a retry
+    that reuses it does not time the same cut twice), ``.subexperiments``, ``.batches`` and
+    ``.sampling_overhead`` (gauges) of the job."""
+    tags, manifest = _tags(task), job.manifest
+    if not job.reused and manifest.cut_seconds is not None:
         Stats.timing(
             f"{METRICS_PREFIX}.cut.duration", timedelta(seconds=manifest.cut_seconds), tags=tags
         )

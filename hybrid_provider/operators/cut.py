@@ -134,7 +134,7 @@ class CutCircuitOperator(UsesHybridConnection, BaseOperator):
                 ),
             )
         manifest = job.manifest
-        report_cut(self, manifest)
+        report_cut(self, job)
         self.log.info(
             "%s %d distinct subexperiments (the addon's generator would build %d) in %d batch(es): %s",
             "Reused" if job.reused else "Wrote",
