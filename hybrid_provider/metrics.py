@@ -34,16 +34,15 @@ from hybrid_provider.backends.local.backend import RUNS_FOLDER, STATE_FILE
 from hybrid_provider.backends.local.queue import LEDGER_FILE, QUEUE_FOLDER, Ledger
 from hybrid_provider.backends.status import BatchPhase, BatchStatus, Reason, WorkflowStatus
 from hybrid_provider.constants import DURATION_BUCKETS, METRICS_PREFIX
-from hybrid_provider.core import store
+from hybrid_provider.core import layout, store
 from hybrid_provider.core.errors import ArtifactError
 from hybrid_provider.core.execute.record import read_record
 from hybrid_provider.core.manifest import MANIFEST_NAME, load_manifest
-from hybrid_provider.core.reconstruct.report import RESULTS_JSON as RECONSTRUCTION_FILE
-from hybrid_provider.core.reconstruct.report import TIMELINE_JSON
 
 log = logging.getLogger(__name__)
 
 PREFIX = METRICS_PREFIX
+RECONSTRUCTION_FILE = layout.RECONSTRUCTION_RESULT
 UNKNOWN = "unknown"
 UNREADABLE = f"{PREFIX}_store_unreadable_files"
 OVERHEAD_BUCKETS = (1, 10, 100, 1e3, 1e4, 1e5, 1e6)
@@ -161,7 +160,7 @@ def reader_for(relative: str) -> Callable[[str], Sample] | None:
         return _job
     if relative.endswith("/" + RECONSTRUCTION_FILE):
         return _reconstruction
-    if relative.endswith("/" + TIMELINE_JSON):
+    if relative.endswith("/" + layout.TIMELINE):
         return _timeline
     if len(parts) >= 3 and parts[-2] == "results" and parts[-1].startswith("batch-"):
         return _batch if parts[-1].endswith(".json") else None
