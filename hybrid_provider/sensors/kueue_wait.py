@@ -154,12 +154,13 @@ class KueueWaitSensor(UsesHybridConnection, BaseSensorOperator):
         self._learn(str(manifest_uri), status)
 
     def _learn(self, manifest_uri: str, status: WorkflowStatus) -> None:
-        """Add the finished run to the store's placement history (``flavor="auto"`` learns
+        """Add the finished run to its store's placement history (``flavor="auto"`` learns
         from it); a history that cannot be written costs only that."""
         if not status.phase.finished:
             return
+        config = (self.submitted or {}).get("backend_config") or {}
         try:
-            uri = remember_run(manifest_uri, status, self.hook.store_uri)
+            uri = remember_run(manifest_uri, status, config.get("store_uri") or self.hook.store_uri)
         except Exception as exc:  # noqa: BLE001 (the run itself is done and recorded)
             self.log.warning("Could not add %s to the placement history: %s", self._workflow, exc)
         else:
