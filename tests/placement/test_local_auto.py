@@ -211,3 +211,24 @@ def test_the_operators_place_auto_log_it_and_learn_from_the_run(tmp_path, monkey
     assert [run.workflow for run in history.runs] == [submitted["workflow_name"]]
     learned = history.seconds_per_subexperiment(Flavor.GPU, "exact", 3)
     assert learned is not None and learned.source.startswith("history: 2 exact batch(es)")
+
+
+def test_auto_with_nowhere_to_run_fails_the_submit_task_in_one_line(tmp_path, monkeypatch):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from hybrid_provider.operators.submit import ArgoSubmitOperator
+
+    extra = {"backend": "local", "store_uri": str(tmp_path),
+             "local_quota": '{"cpu": 0, "gpu": 0, "qpu": 1}'}  # fmt: skip
+    monkeypatch.setenv("AIRFLOW_CONN_HQ_QPU_ONLY", json.dumps({"conn_type": "hybrid_quantum",
+                                                               "extra": extra}))  # fmt: skip
+    job = _job(tmp_path, "job", batches=2)
+    submit = ArgoSubmitOperator(task_id="submit", manifest_uri=job.manifest_uri, flavor="auto",
+                                hybrid_conn_id="hq_qpu_only")  # fmt: skip
+    with pytest.raises(AirflowFailException) as failed:
+        submit.execute({"run_id": "manual__2026-12-02"})
+    message = str(failed.value)
+    assert "\n" not in message and message.startswith("flavor auto found no flavor to run on")
+    assert "cpu: no slots in the local quota" in message
+    assert "qpu: exact mode never runs on a QPU" in message
+    assert not (tmp_path / "_runs").exists()
