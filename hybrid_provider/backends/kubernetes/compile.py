@@ -138,6 +138,8 @@ def mode_arguments(spec: WorkflowSpec) -> list[str]:
                  f"--sampler={options.sampler}"]  # fmt: skip
     if options.shot_allocation != "uniform":  # only when asked: default workflows are unchanged
         arguments.append(f"--shot-allocation={options.shot_allocation}")
+    if options.runtime is not None:
+        arguments.append(f"--runtime-options={options.runtime.model_dump_json()}")
     return arguments
 
 

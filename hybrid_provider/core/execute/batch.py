@@ -18,7 +18,7 @@ from qiskit import QuantumCircuit, qpy
 
 from hybrid_provider.core import store
 from hybrid_provider.core.errors import ArtifactError, InputError
-from hybrid_provider.core.execute import samplers, simulate
+from hybrid_provider.core.execute import ibm_runtime, samplers, simulate
 from hybrid_provider.core.execute.allocation import allocate_shots
 from hybrid_provider.core.execute.options import DEFAULT_SAMPLER, ExecutionOptions
 from hybrid_provider.core.execute.outcomes import Outcomes, build_outcomes
@@ -113,14 +113,17 @@ def compute_batch(
     circuits = qpy.load(io.BytesIO(read_artifact(manifest_uri, batch, f"batch {index}")))
     device = device or _device(options.device)
     seed = [options.seed, index]
-    outcomes = execute_circuits(
-        circuits,
-        options,
-        seed=seed,
-        sampler=sampler,
-        device=device,
-        shots=batch_shots(manifest_uri, manifest, index, options),
-    )
+    shots = batch_shots(manifest_uri, manifest, index, options)
+    provider_jobs = None
+    if sampler is None and ibm_runtime.is_runtime_sampler(options.sampler):  # a QPU provider
+        per_circuit = shots or [options.shots or 0] * len(circuits)
+        outcomes, provider_jobs = ibm_runtime.run_runtime_batch(
+            manifest_uri, manifest, index, circuits, options, per_circuit
+        )
+    else:
+        outcomes = execute_circuits(
+            circuits, options, seed=seed, sampler=sampler, device=device, shots=shots
+        )
     supplied = sampler is not None or options.sampler != DEFAULT_SAMPLER
     provenance = BatchProvenance(
         software=software(),
@@ -132,6 +135,7 @@ def compute_batch(
             sampling_entropy=seed if options.mode == "shots" and not supplied else None,
             reproducible=not supplied,
         ),
+        provider_jobs=provider_jobs,
     )
     return outcomes, provenance
 
