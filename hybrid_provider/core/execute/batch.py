@@ -28,6 +28,7 @@ from hybrid_provider.core.execute.record import (
     read_record,
     write_record,
 )
+from hybrid_provider.core.execute.runtime_options import is_runtime_sampler
 from hybrid_provider.core.manifest import (
     JobManifest,
     load_manifest,
@@ -115,7 +116,7 @@ def compute_batch(
     seed = [options.seed, index]
     shots = batch_shots(manifest_uri, manifest, index, options)
     provider_jobs = None
-    if sampler is None and ibm_runtime.is_runtime_sampler(options.sampler):  # a QPU provider
+    if sampler is None and is_runtime_sampler(options.sampler):  # a QPU provider
         per_circuit = shots or [options.shots or 0] * len(circuits)
         outcomes, provider_jobs = ibm_runtime.run_runtime_batch(
             manifest_uri, manifest, index, circuits, options, per_circuit

@@ -38,40 +38,30 @@ from qiskit import QuantumCircuit
 
 from hybrid_provider.core import store
 from hybrid_provider.core.errors import ArtifactError, BackendError, InputError, ProviderError
-from hybrid_provider.core.execute.options import IBM_RUNTIME_SAMPLER, ExecutionOptions
+from hybrid_provider.core.execute.options import ExecutionOptions
 from hybrid_provider.core.execute.outcomes import OBSERVABLE_REGISTER, Outcomes, build_outcomes
 from hybrid_provider.core.execute.outcomes import register_size as _register_size
-from hybrid_provider.core.execute.runtime_options import RuntimeOptions
+from hybrid_provider.core.execute.runtime_options import (
+    CHANNEL_VARIABLE,
+    DEFAULT_CHANNEL,
+    INSTANCE_VARIABLE,
+    PREFIX,
+    TOKEN_VARIABLE,
+    RuntimeOptions,
+    device_name,
+    is_local,
+)
 from hybrid_provider.core.manifest import JobManifest, artifact_uri
 from hybrid_provider.core.provenance import IsaCircuits, ProviderJobs
 
 log = logging.getLogger(__name__)
 
-PREFIX = "ibm-runtime"
-TOKEN_VARIABLE = "QISKIT_IBM_TOKEN"
-CHANNEL_VARIABLE = "QISKIT_IBM_CHANNEL"
-INSTANCE_VARIABLE = "QISKIT_IBM_INSTANCE"
-DEFAULT_CHANNEL = "ibm_quantum_platform"
 #: Seconds between two status questions to the provider (local jobs are asked more often).
 POLL_SECONDS = float(os.environ.get("HYBRID_QUANTUM_IBM_POLL_S", "10"))
 LOCAL_POLL_SECONDS = 0.2
 WAITING_STATES = frozenset({"INITIALIZING", "VALIDATING", "QUEUED"})
 FAILED_STATES = frozenset({"ERROR", "CANCELLED"})
 TICKET_SCHEMA_VERSION = 1
-
-
-def is_runtime_sampler(name: str) -> bool:
-    return IBM_RUNTIME_SAMPLER.fullmatch(name) is not None
-
-
-def device_name(sampler: str) -> str | None:
-    """The device an ``ibm-runtime[:DEVICE]`` sampler names; None means the least busy one."""
-    return sampler.partition(":")[2] or None
-
-
-def is_local(sampler: str) -> bool:
-    """``fake_*`` devices run in the Runtime's local testing mode: no account, no network."""
-    return (device_name(sampler) or "").startswith("fake_")
 
 
 # --- the provider: a real account or local testing mode, one set of questions ---------------

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hybrid_provider.core.errors import InputError, one_line
-from hybrid_provider.core.execute.runtime_options import RuntimeOptions
+from hybrid_provider.core.execute.runtime_options import IBM_RUNTIME_SAMPLER, RuntimeOptions
 
 Mode = Literal["exact", "shots"]
 Device = Literal["cpu", "gpu", "auto"]
@@ -24,9 +24,6 @@ MAX_SHOTS = 10**9
 #: Seeds travel through JSON and YAML to pods; a 64-bit signed integer survives every parser.
 MAX_SEED = 2**63 - 1
 _IMPORT_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
-#: IBM Quantum Runtime: ``ibm-runtime`` (least busy device), ``ibm-runtime:ibm_torino``, or a
-#: fake device such as ``ibm-runtime:fake_torino`` (local testing mode).
-IBM_RUNTIME_SAMPLER = re.compile(r"ibm-runtime(:[a-z][a-z0-9_]*)?")
 
 
 class ExecutionOptions(BaseModel):

@@ -8,10 +8,20 @@ own count, as the batch allocates them.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+PREFIX = "ibm-runtime"
+#: ``ibm-runtime`` (least busy device), ``ibm-runtime:ibm_torino``, or a fake device such as
+#: ``ibm-runtime:fake_torino`` (local testing mode).
+IBM_RUNTIME_SAMPLER = re.compile(r"ibm-runtime(:[a-z][a-z0-9_]*)?")
+#: The account, as qiskit-ibm-runtime's own tools name it (a pod gets them from a Secret).
+TOKEN_VARIABLE = "QISKIT_IBM_TOKEN"
+CHANNEL_VARIABLE = "QISKIT_IBM_CHANNEL"
+INSTANCE_VARIABLE = "QISKIT_IBM_INSTANCE"
+DEFAULT_CHANNEL = "ibm_quantum_platform"
 DecouplingSequence = Literal["XX", "XpXm", "XY4"]
 
 
@@ -48,3 +58,17 @@ class RuntimeOptions(BaseModel):
         if self.max_execution_time:
             options["max_execution_time"] = self.max_execution_time
         return options
+
+
+def is_runtime_sampler(name: str) -> bool:
+    return IBM_RUNTIME_SAMPLER.fullmatch(name) is not None
+
+
+def device_name(sampler: str) -> str | None:
+    """The device an ``ibm-runtime[:DEVICE]`` sampler names; None means the least busy one."""
+    return sampler.partition(":")[2] or None
+
+
+def is_local(sampler: str) -> bool:
+    """``fake_*`` devices run in the Runtime's local testing mode: no account, no network."""
+    return (device_name(sampler) or "").startswith("fake_")

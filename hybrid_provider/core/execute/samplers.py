@@ -16,12 +16,9 @@ from qiskit import QuantumCircuit
 from qiskit.providers import BackendV2
 
 from hybrid_provider.core.errors import InputError
-from hybrid_provider.core.execute.options import (
-    AER_SAMPLER,
-    IBM_RUNTIME_SAMPLER,
-    check_sampler_name,
-)
+from hybrid_provider.core.execute.options import AER_SAMPLER, check_sampler_name
 from hybrid_provider.core.execute.outcomes import OBSERVABLE_REGISTER, QPD_REGISTER
+from hybrid_provider.core.execute.runtime_options import IBM_RUNTIME_SAMPLER
 
 
 def resolve_sampler(name: str):
