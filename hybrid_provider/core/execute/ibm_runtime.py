@@ -355,17 +355,11 @@ def _two_qubit_count(circuit: QuantumCircuit) -> int:
 def subsystem_of_each(manifest: JobManifest, index: int) -> list[str]:
     """The subcircuit label of each subexperiment of batch ``index``, in the batch's order."""
     batch = manifest.batches[index]
-    labels = []
-    for flat in range(batch.first, batch.first + batch.count):
-        for subsystem in manifest.subsystems:
-            if (
-                subsystem.offset
-                <= flat
-                < subsystem.offset + subsystem.num_distinct * subsystem.num_groups
-            ):
-                labels.append(subsystem.label)
-                break
-    return labels
+    ends = [s.offset + s.num_distinct * s.num_groups for s in manifest.subsystems]
+    return [
+        manifest.subsystems[int(np.searchsorted(ends, flat, side="right"))].label
+        for flat in range(batch.first, batch.first + batch.count)
+    ]
 
 
 def layout_uri(manifest_uri: str, backend: str, label: str) -> str:
@@ -437,19 +431,11 @@ def read_ticket(
     manifest_uri: str, manifest: JobManifest, index: int, options: ExecutionOptions
 ) -> Ticket | None:
     """The batch's ticket when it is for these subexperiments and options and not failed."""
-    uri = ticket_uri(manifest_uri, index)
-    if not store.exists(uri):
+    ticket = stored_ticket(manifest_uri, index)
+    if ticket is None:
         return None
-    try:
-        ticket = Ticket.model_validate(
-            store.read_sealed_json(uri, f"provider jobs of batch {index}")
-        )
-    except (ArtifactError, ValueError) as exc:
-        log.warning("batch %d: ignoring its provider jobs file (%s)", index, exc)
-        return None
-    if ticket.batch_sha256 != manifest.batches[
-        index
-    ].sha256 or ticket.options_sha256 != options_sha256(options):
+    same_batch = ticket.batch_sha256 == manifest.batches[index].sha256
+    if not same_batch or ticket.options_sha256 != options_sha256(options):
         return None
     if ticket.failed:
         log.info(
@@ -457,6 +443,18 @@ def read_ticket(
         )
         return None
     return ticket
+
+
+def stored_ticket(manifest_uri: str, index: int) -> Ticket | None:
+    """Batch ``index``'s ticket as stored; None when there is none or it cannot be read."""
+    uri = ticket_uri(manifest_uri, index)
+    if not store.exists(uri):
+        return None
+    try:
+        return Ticket.model_validate(store.read_sealed_json(uri, f"provider jobs of batch {index}"))
+    except (ArtifactError, ValueError) as exc:
+        log.warning("batch %d: ignoring its provider jobs file (%s)", index, exc)
+        return None
 
 
 def write_ticket(manifest_uri: str, ticket: Ticket) -> None:
@@ -529,8 +527,17 @@ def _shot_groups(shots: list[int]) -> dict[int, list[int]]:
 
 
 def _submit(
-    manifest_uri, manifest, index, circuits, options, runtime, provider, ticket, groups, missing
-):
+    manifest_uri: str,
+    manifest: JobManifest,
+    index: int,
+    circuits: list[QuantumCircuit],
+    options: ExecutionOptions,
+    runtime: RuntimeOptions,
+    provider: Provider,
+    ticket: Ticket | None,
+    groups: dict[int, list[int]],
+    missing: list[int],
+) -> tuple[Ticket, int]:
     """Make the ISA circuits and submit the missing jobs, writing each id as soon as it exists."""
     labels = subsystem_of_each(manifest, index)
     layouts = pinned_layouts(manifest_uri, manifest, provider.backend, labels)
@@ -612,26 +619,17 @@ def _wait(manifest_uri: str, job: ProviderJob, ticket: Ticket, poll_seconds: flo
 
 def provider_wait(manifest_uri: str, index: int) -> str | None:
     """The status reason of a running batch whose provider queues its job; None otherwise."""
-    uri = ticket_uri(manifest_uri, index)
-    if not store.exists(uri):
-        return None
-    try:
-        ticket = Ticket.model_validate(
-            store.read_sealed_json(uri, f"provider jobs of batch {index}")
-        )
-    except (ArtifactError, ValueError):
-        return None
-    if ticket.failed or ticket.state not in WAITING_STATES or not ticket.jobs:
+    ticket = stored_ticket(manifest_uri, index)
+    if ticket is None or ticket.failed or ticket.state not in WAITING_STATES or not ticket.jobs:
         return None
     return waiting_reason(ticket.jobs[-1].job_id, ticket.queue_position)
 
 
 def cancel_batch_jobs(manifest_uri: str, index: int) -> list[str]:
     """Cancel the provider jobs of batch ``index`` (a killed task); returns their ids."""
-    uri = ticket_uri(manifest_uri, index)
-    if not store.exists(uri):
+    ticket = stored_ticket(manifest_uri, index)
+    if ticket is None:
         return []
-    ticket = Ticket.model_validate(store.read_sealed_json(uri, f"provider jobs of batch {index}"))
     provider: Provider = (
         LocalProvider(ticket.backend)
         if ticket.provider == LocalProvider.name
