@@ -282,6 +282,36 @@ def test_a_ticket_of_other_options_is_not_reattached(job):
     assert ibm_runtime.read_ticket(cut.manifest_uri, cut.manifest, 0, other) is None
 
 
+def test_the_local_runner_gives_a_batch_whose_job_queues_the_providers_reason(job):
+    from datetime import datetime, timezone
+    from types import SimpleNamespace
+
+    from hybrid_provider.backends.local.runner import Runner
+    from hybrid_provider.backends.status import BatchStatus, Reason
+
+    _, cut = job
+    options = shot_options("ibm-runtime:ibm_torino")
+    batch = BatchStatus(index=0, flavor="qpu")
+    batch.admit(datetime.now(timezone.utc))
+    saves: list[int] = []
+    runner = SimpleNamespace(
+        spec=SimpleNamespace(execution=options, manifest_uri=cut.manifest_uri),
+        running={"future": batch},
+        _save=lambda: saves.append(1),
+    )
+    queued = a_ticket(cut, options, state="QUEUED", queue_position=4)
+    ibm_runtime.write_ticket(cut.manifest_uri, queued)
+    Runner._show_provider_waits(runner)
+    assert (batch.reason, batch.message) == (
+        Reason.PROVIDER_QUEUED,
+        "waiting on the QPU provider (job job-7, position 4 in the provider's queue)",
+    )
+    Runner._show_provider_waits(runner)  # nothing new: nothing saved
+    ibm_runtime.write_ticket(cut.manifest_uri, queued.model_copy(update={"state": "RUNNING"}))
+    Runner._show_provider_waits(runner)
+    assert (batch.reason, batch.message, len(saves)) == (Reason.ADMITTED, None, 2)
+
+
 # --- credentials ------------------------------------------------------------------------------
 
 
