@@ -246,45 +246,56 @@ def best_qubits(target: Any, width: int) -> list[int]:
     Raises:
         InputError: the device has no ``width`` connected qubits.
     """
-    readout = _errors(target, "measure")
-    edges: dict[frozenset[int], float] = {}
-    for name in _two_qubit_gates(target):
-        for pair, error in _errors(target, name).items():
-            key = frozenset(pair)
-            edges[key] = min(error, edges.get(key, error))
-    neighbours: dict[int, set[int]] = {}
-    for pair in edges:
-        a, b = tuple(pair)
-        neighbours.setdefault(a, set()).add(b)
-        neighbours.setdefault(b, set()).add(a)
-    best: tuple[float, list[int]] | None = None
-    for start in sorted(readout):
-        path, score = [start], readout[start]
+    device = _Calibration.of(target)
+    walks = [device.walk(start, width) for start in sorted(device.readout)]
+    complete = [(score, path) for score, path in walks if len(path) == width]
+    if not complete:
+        raise InputError(
+            f"the device has no {width} connected qubits for a subcircuit of that width; cut "
+            "the circuit into narrower subcircuits (max_subcircuit_qubits)"
+        )
+    return min(complete)[1]
+
+
+class _Calibration(NamedTuple):
+    """Readout error per qubit and the best two-qubit gate error per coupled pair."""
+
+    readout: dict[int, float]
+    edges: dict[frozenset[int], float]
+
+    @classmethod
+    def of(cls, target: Any) -> _Calibration:
+        readout = {qargs[0]: error for qargs, error in _errors(target, "measure").items()}
+        edges: dict[frozenset[int], float] = {}
+        for name in _two_qubit_gates(target):
+            for qargs, error in _errors(target, name).items():
+                pair = frozenset(qargs)
+                edges[pair] = min(error, edges.get(pair, error))
+        return cls(readout, edges)
+
+    def walk(self, start: int, width: int) -> tuple[float, list[int]]:
+        """The greedy line from ``start`` (shorter than ``width`` where it gets stuck)."""
+        path, score = [start], self.readout[start]
         while len(path) < width:
             steps = [
-                (edges[frozenset((path[-1], n))] + readout.get(n, 0.0), n)
-                for n in neighbours.get(path[-1], ())
-                if n not in path
+                (error + self.readout.get(other, 0.0), other)
+                for pair, error in self.edges.items()
+                if path[-1] in pair
+                for other in pair - {path[-1]}
+                if other not in path
             ]
             if not steps:
                 break
             cost, chosen = min(steps)
             path.append(chosen)
             score += cost
-        if len(path) == width and (best is None or score < best[0]):
-            best = (score, path)
-    if best is None:
-        raise InputError(
-            f"the device has no {width} connected qubits for a subcircuit of that width; cut "
-            "the circuit into narrower subcircuits (max_subcircuit_qubits)"
-        )
-    return best[1]
+        return score, path
 
 
 def _errors(target: Any, name: str) -> dict[tuple[int, ...], float]:
     """Error of each qargs of an operation (a missing error counts as none)."""
     return {
-        qargs if len(qargs) > 1 else qargs[0]: float(getattr(props, "error", None) or 0.0)
+        tuple(qargs): float(getattr(props, "error", None) or 0.0)
         for qargs, props in target[name].items()
         if qargs is not None
     }
