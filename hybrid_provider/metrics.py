@@ -32,7 +32,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from hybrid_provider.backends.local.backend import RUNS_FOLDER, STATE_FILE
 from hybrid_provider.backends.local.queue import LEDGER_FILE, QUEUE_FOLDER, Ledger
 from hybrid_provider.backends.status import BatchPhase, Reason, WorkflowStatus
-from hybrid_provider.core import store
+from hybrid_provider.core import layout, store
 from hybrid_provider.core.errors import ArtifactError
 from hybrid_provider.core.execute.record import read_record
 from hybrid_provider.core.manifest import MANIFEST_NAME, load_manifest
@@ -40,7 +40,7 @@ from hybrid_provider.core.manifest import MANIFEST_NAME, load_manifest
 log = logging.getLogger(__name__)
 
 PREFIX = "hybrid_quantum"
-RECONSTRUCTION_FILE = "results/reconstruction.json"
+RECONSTRUCTION_FILE = layout.RECONSTRUCTION_RESULT
 UNKNOWN = "unknown"
 UNREADABLE = f"{PREFIX}_store_unreadable_files"
 #: Seconds: a batch runs for a fraction of a second (a few exact subexperiments) up to hours

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, get_args
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
-from hybrid_provider.core import store
+from hybrid_provider.core import layout, store
 from hybrid_provider.core.errors import InputError
 from hybrid_provider.core.execute.options import Device
 from hybrid_provider.core.manifest import artifact_uri
@@ -23,7 +23,7 @@ from hybrid_provider.operators._common import (
 if TYPE_CHECKING:
     from hybrid_provider.core.reconstruct.combine import Reconstruction
 
-RESULTS_NAME = "results/reconstruction.json"
+RESULTS_NAME = layout.RECONSTRUCTION_RESULT
 
 
 class CupyReconstructOperator(UsesHybridConnection, BaseOperator):

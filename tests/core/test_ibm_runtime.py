@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 import yaml
 from helpers import exact_values, random_ansatz
-from qiskit import qpy
 from qiskit.circuit.library import CZGate, Measure
 from qiskit.transpiler import InstructionProperties, Target
 
@@ -37,7 +36,6 @@ from hybrid_provider.core.execute.options import ExecutionOptions, execution_opt
 from hybrid_provider.core.execute.runtime_options import RuntimeOptions, is_local
 from hybrid_provider.core.failures import Disposition, disposition
 from hybrid_provider.core.inputs import parse_observables
-from hybrid_provider.core.manifest import read_artifact
 
 ROOT = Path(__file__).resolve().parents[2]
 MARKER = "hq-planted-ibm-token-51c0"
@@ -63,11 +61,20 @@ def local_jobs(tmp_path, monkeypatch) -> Path:
     return folder
 
 
-def batch_circuits(job, index):
-    import io
+def measured(cut, index):
+    """Batch ``index``'s measured subexperiments and the subcircuit of each, as a batch builds
+    them from the stored plan."""
+    from hybrid_provider.core.execute.batch import plan_choices
+    from hybrid_provider.core.execute.choices import measured_subexperiments
 
-    batch = job.manifest.batches[index]
-    return qpy.load(io.BytesIO(read_artifact(job.manifest_uri, batch, "batch")))
+    subsystems = plan_choices(cut.manifest_uri, cut.manifest)
+    segments = [
+        subsystems[ref.label].select(start, end)
+        for ref, start, end in cut.manifest.segments(cut.manifest.batches[index])
+    ]
+    circuits, _ = measured_subexperiments(segments)
+    labels = [s.label for s in segments for _ in range(len(s.terms) * len(s.groups))]
+    return circuits, labels
 
 
 # --- names and options ---------------------------------------------------------------------
@@ -142,9 +149,9 @@ def test_best_qubits_are_the_connected_line_with_least_error():
 def test_every_subexperiment_of_a_subcircuit_gets_its_pinned_layout_as_isa_circuits(job):
     _, cut = job
     device = fake_device("fake_torino")
+    seen = set()
     for index in range(cut.manifest.num_batches):
-        circuits = batch_circuits(cut, index)
-        labels = ibm_runtime.subsystem_of_each(cut.manifest, index)
+        circuits, labels = measured(cut, index)
         layouts = ibm_runtime.pinned_layouts(cut.manifest_uri, cut.manifest, device, labels)
         isa = ibm_runtime.isa_circuits(
             circuits, labels, device, RuntimeOptions(), layouts=layouts, seed=1
@@ -158,11 +165,11 @@ def test_every_subexperiment_of_a_subcircuit_gets_its_pinned_layout_as_isa_circu
                 for i in circuit.data
                 if i.operation.name != "barrier"
             )
-        (summary,) = isa.summaries
-        assert summary.layout == layouts[summary.subsystem] and summary.width == 2
-        assert summary.depth > 0 and summary.two_qubit_gates >= 1
-    widths = {s.label: s.width for s in cut.manifest.subsystems}
-    assert widths == {"A": 2, "B": 2}
+        for summary in isa.summaries:
+            assert summary.layout == layouts[summary.subsystem] and summary.width == 2
+            assert summary.depth > 0 and summary.two_qubit_gates >= 1
+            seen.add(summary.subsystem)
+    assert seen == {"A", "B"}
     best = ibm_runtime.best_qubits(device.target, 2)
     layouts = ibm_runtime.pinned_layouts(cut.manifest_uri, cut.manifest, device, ["A", "B"])
     assert layouts == {"A": best, "B": best}  # the best line, pinned by the first batch
@@ -461,10 +468,9 @@ def test_a_cut_job_runs_on_a_fake_device_survives_a_killed_runner_and_agrees(
     assert jobs[0].job_ids == [submitted.name] and jobs[0].submissions == 0  # reattached
     assert jobs[1].submissions == 1 and len(list(local_jobs.iterdir())) == 2
     assert [j.backend for j in jobs] == ["fake_torino", "fake_torino"]
-    assert {j.isa[0].subsystem: j.isa[0].layout for j in jobs} == {
-        "A": jobs[0].isa[0].layout,
-        "B": jobs[0].isa[0].layout,  # both halves on the device's best pair
-    }
+    best = ibm_runtime.best_qubits(fake_device("fake_torino").target, 2)
+    layouts = {summary.subsystem: summary.layout for j in jobs for summary in j.isa}
+    assert layouts == {"A": best, "B": best}  # both halves on the device's best pair
 
     result = reconstruct_job(cut.manifest_uri, device="cpu")
     values, errors = np.asarray(result.values), np.asarray(result.std_errors)

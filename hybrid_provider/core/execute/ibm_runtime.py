@@ -28,7 +28,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any, NamedTuple, Protocol
 
@@ -37,10 +37,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from qiskit import QuantumCircuit
 
 from hybrid_provider.core import store
+from hybrid_provider.core.cut.experiments import SubsystemChoices
 from hybrid_provider.core.errors import ArtifactError, BackendError, InputError, ProviderError
 from hybrid_provider.core.execute.options import ExecutionOptions
-from hybrid_provider.core.execute.outcomes import OBSERVABLE_REGISTER, Outcomes, build_outcomes
-from hybrid_provider.core.execute.outcomes import register_size as _register_size
+from hybrid_provider.core.execute.outcomes import Outcomes, build_outcomes
 from hybrid_provider.core.execute.runtime_options import (
     CHANNEL_VARIABLE,
     DEFAULT_CHANNEL,
@@ -51,6 +51,7 @@ from hybrid_provider.core.execute.runtime_options import (
     device_name,
     is_local,
 )
+from hybrid_provider.core.execute.samplers import distributions_of
 from hybrid_provider.core.manifest import JobManifest, artifact_uri
 from hybrid_provider.core.provenance import IsaCircuits, ProviderJobs
 
@@ -363,16 +364,6 @@ def _two_qubit_count(circuit: QuantumCircuit) -> int:
     )
 
 
-def subsystem_of_each(manifest: JobManifest, index: int) -> list[str]:
-    """The subcircuit label of each subexperiment of batch ``index``, in the batch's order."""
-    batch = manifest.batches[index]
-    ends = [s.offset + s.num_distinct * s.num_groups for s in manifest.subsystems]
-    return [
-        manifest.subsystems[int(np.searchsorted(ends, flat, side="right"))].label
-        for flat in range(batch.first, batch.first + batch.count)
-    ]
-
-
 def layout_uri(manifest_uri: str, backend: str, label: str) -> str:
     return artifact_uri(manifest_uri, f"results/ibm-runtime-layout-{backend}-{label}.json")
 
@@ -427,6 +418,10 @@ class Ticket(BaseModel):
     state: str = Field(default="SUBMITTED", description="the provider's last word on the jobs")
     queue_position: int | None = None
 
+    @property
+    def job_list(self) -> str:
+        return ", ".join(job.job_id for job in self.jobs) or "(none yet)"
+
 
 def ticket_uri(manifest_uri: str, index: int) -> str:
     """Beside the batch's result record (``results/batch-NNNNN.json``)."""
@@ -475,96 +470,92 @@ def write_ticket(manifest_uri: str, ticket: Ticket) -> None:
 # --- running a batch --------------------------------------------------------------------------
 
 
+class _BatchWork(NamedTuple):
+    """What one batch sends: the measured subexperiments, their subcircuits and shot counts."""
+
+    manifest_uri: str
+    manifest: JobManifest
+    batch: int
+    circuits: list[QuantumCircuit]
+    labels: list[str]
+    counts: list[int]
+
+
 def run_runtime_batch(
     manifest_uri: str,
     manifest: JobManifest,
     index: int,
-    circuits: list[QuantumCircuit],
+    segments: Sequence[SubsystemChoices],
     options: ExecutionOptions,
-    shots: list[int],
+    shots: np.ndarray | None,
 ) -> tuple[Outcomes, ProviderJobs]:
-    """The batch's outcomes from the provider: reattached to its jobs, or from new ones."""
-    provider = open_provider(options.sampler)
-    runtime = options.runtime or RuntimeOptions()
-    ticket = read_ticket(manifest_uri, manifest, index, options)
-    groups = _shot_groups(shots)
-    missing = [n for n in groups if ticket is None or n not in {j.shots for j in ticket.jobs}]
-    submissions = 0
-    if ticket is not None:
-        log.info(
-            "batch %d: reattaching to provider job(s) %s",
-            index,
-            ", ".join(j.job_id for j in ticket.jobs),
-        )
-    if missing:
-        ticket, submissions = _submit(
-            manifest_uri,
-            manifest,
-            index,
-            circuits,
-            options,
-            runtime,
-            provider,
-            ticket,
-            groups,
-            missing,
-        )
-    assert ticket is not None
-    distributions: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(circuits)
-    from hybrid_provider.core.execute.samplers import distributions_of
+    """The batch's outcomes from the provider: reattached to its jobs, or from new ones.
 
+    ``shots`` gives each measured subexperiment its count (weighted allocation); by default
+    each gets ``options.shots``.
+    """
+    from hybrid_provider.core.execute.choices import measured_subexperiments
+
+    circuits, bits = measured_subexperiments(segments)
+    labels = [s.label for s in segments for _ in range(len(s.terms) * len(s.groups))]
+    counts = [options.shots or 0] * len(circuits) if shots is None else [int(n) for n in shots]
+    work = _BatchWork(manifest_uri, manifest, index, circuits, labels, counts)
+    provider = open_provider(options.sampler)
+    ticket = read_ticket(manifest_uri, manifest, index, options)
+    groups = _shot_groups(counts)
+    submitted = {job.shots for job in ticket.jobs} if ticket else set()
+    missing = [count for count in groups if count not in submitted]
+    if ticket is not None:
+        log.info("batch %d: reattaching to provider job(s) %s", index, ticket.job_list)
+    if missing or ticket is None:
+        ticket = _submit(work, options, provider, ticket, groups, missing)
+    by_position: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for job in ticket.jobs:
         result = _wait(manifest_uri, provider.job(job.job_id), ticket, provider.poll_seconds)
-        for position, distribution in zip(groups[job.shots], distributions_of(result), strict=True):
-            distributions[position] = distribution
-    bits = [_register_size(c, OBSERVABLE_REGISTER) for c in circuits]
-    outcomes = build_outcomes([d for d in distributions if d is not None], shots, bits)
+        by_position.update(zip(groups[job.shots], distributions_of(result), strict=True))
+    distributions = [by_position[position] for position in range(len(circuits))]
     jobs = ProviderJobs(
         provider=ticket.provider,
         backend=ticket.backend,
-        job_ids=[j.job_id for j in ticket.jobs],
-        submissions=submissions,
+        job_ids=[job.job_id for job in ticket.jobs],
+        submissions=len(missing),
         isa=ticket.isa,
     )
-    return outcomes, jobs
+    return build_outcomes(distributions, counts, bits), jobs
 
 
-def _shot_groups(shots: list[int]) -> dict[int, list[int]]:
+def _shot_groups(counts: list[int]) -> dict[int, list[int]]:
     """Positions of the circuits by shot count: one job per count (the Runtime wants one)."""
     groups: dict[int, list[int]] = {}
-    for position, count in enumerate(shots):
-        groups.setdefault(int(count), []).append(position)
+    for position, count in enumerate(counts):
+        groups.setdefault(count, []).append(position)
     return dict(sorted(groups.items()))
 
 
 def _submit(
-    manifest_uri: str,
-    manifest: JobManifest,
-    index: int,
-    circuits: list[QuantumCircuit],
+    work: _BatchWork,
     options: ExecutionOptions,
-    runtime: RuntimeOptions,
     provider: Provider,
     ticket: Ticket | None,
     groups: dict[int, list[int]],
     missing: list[int],
-) -> tuple[Ticket, int]:
+) -> Ticket:
     """Make the ISA circuits and submit the missing jobs, writing each id as soon as it exists."""
-    labels = subsystem_of_each(manifest, index)
-    layouts = pinned_layouts(manifest_uri, manifest, provider.backend, labels)
+    runtime = options.runtime or RuntimeOptions()
+    layouts = pinned_layouts(work.manifest_uri, work.manifest, provider.backend, work.labels)
     isa = isa_circuits(
-        circuits, labels, provider.backend, runtime, layouts=layouts, seed=options.seed
+        work.circuits, work.labels, provider.backend, runtime, layouts=layouts, seed=options.seed
     )
     ticket = ticket or Ticket(
-        batch=index,
-        batch_sha256=manifest.batches[index].sha256,
+        batch=work.batch,
+        batch_sha256=work.manifest.batches[work.batch].sha256,
         options_sha256=options_sha256(options),
         provider=provider.name,
         backend=provider.backend.name,
         isa=isa.summaries,
         submitted_at=datetime.now(timezone.utc),
     )
-    sampler_options = {**runtime.sampler_options(), **_seed_options(provider, options, index)}
+    sampler_options = {**runtime.sampler_options(), **_seed_options(provider, options, work.batch)}
     with provider.batch() as mode:
         for count in missing:
             pubs = [(isa.circuits[p], None, count) for p in groups[count]]
@@ -572,16 +563,16 @@ def _submit(
             ticket = ticket.model_copy(
                 update={"jobs": [*ticket.jobs, TicketJob(shots=count, job_id=job.job_id())]}
             )
-            write_ticket(manifest_uri, ticket)
+            write_ticket(work.manifest_uri, ticket)
             log.info(
                 "batch %d: submitted provider job %s (%d circuits x %d shots) to %s",
-                index,
+                work.batch,
                 job.job_id(),
                 len(pubs),
                 count,
                 ticket.backend,
             )
-    return ticket, len(missing)
+    return ticket
 
 
 def _seed_options(provider: Provider, options: ExecutionOptions, index: int) -> dict[str, Any]:
