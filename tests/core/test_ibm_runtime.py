@@ -281,6 +281,24 @@ def test_a_failed_or_cancelled_job_fails_the_batch_and_a_new_try_submits_again(j
     assert ibm_runtime.read_ticket(cut.manifest_uri, cut.manifest, 0, options) is None
 
 
+def test_a_job_the_provider_does_not_know_fails_the_batch_and_a_new_try_submits_again(
+    job, local_jobs
+):
+    from hybrid_provider.core.execute.batch import run_batch
+
+    _, cut = job
+    options = shot_options()  # fake_torino: the local provider, asked without running anything
+    gone = a_ticket(cut, options).model_copy(
+        update={"jobs": [ibm_runtime.TicketJob(shots=4000, job_id="local-gone")]}
+    )
+    ibm_runtime.write_ticket(cut.manifest_uri, gone)
+    with pytest.raises(ProviderError, match="provider job local-gone is gone") as raised:
+        run_batch(cut.manifest_uri, 0, options)
+    assert "Run the batch again to submit a new job" in str(raised.value)
+    assert ibm_runtime.read_ticket(cut.manifest_uri, cut.manifest, 0, options) is None
+    assert not local_jobs.exists()  # nothing was submitted
+
+
 def test_a_ticket_of_other_options_is_not_reattached(job):
     _, cut = job
     options = shot_options("ibm-runtime:ibm_torino")

@@ -140,11 +140,14 @@ class CloudProvider:
     def batch(self) -> Iterator[Any]:
         from qiskit_ibm_runtime import Batch
 
-        with Batch(backend=self.backend) as mode:
+        with _credentials_hidden():
+            mode = Batch(backend=self.backend)
+        with mode:
             yield mode
 
     def submit(self, mode: Any, pubs: list, options: dict[str, Any]) -> ProviderJob:
-        return _CloudJob(_sampler(mode, options).run(pubs))
+        with _credentials_hidden():
+            return _CloudJob(_sampler(mode, options).run(pubs))
 
     def job(self, job_id: str) -> ProviderJob:
         with _credentials_hidden():
@@ -211,28 +214,37 @@ def _service():
 
 @contextlib.contextmanager
 def _credentials_hidden() -> Iterator[None]:
-    """Turn the client's errors into one line that cannot hold the token."""
+    """Turn the client's errors into one line that cannot hold the token.
+
+    A refused account or request is bad input (not retried); anything else may be the network
+    and is retried, and a retry reattaches to the batch's jobs.
+    """
     try:
         yield
     except (InputError, ArtifactError, ProviderError):
         raise
     except Exception as exc:
         token = os.environ.get(TOKEN_VARIABLE) or ""
-        text = str(exc).replace(token, "***") if token else str(exc)
-        if type(exc).__name__ in (
-            "IBMNotAuthorizedError",
-            "IBMInputValueError",
-            "AccountNotFoundError",
-        ):
+        what = f"{type(exc).__name__}: {str(exc).replace(token, '***') if token else exc}"
+        if type(exc).__name__ in _REFUSED_ACCOUNT:
             raise InputError(
-                f"IBM Quantum refused the account or request ({type(exc).__name__}: {text}); "
-                "check the ibm_runtime connection's channel, instance and token "
-                "(docs/ibm-quantum.md)"
+                f"IBM Quantum refused the account ({what}); check the ibm_runtime connection's "
+                "channel, instance and token (docs/ibm-quantum.md)"
             ) from None
+        if type(exc).__name__ in _REFUSED_REQUEST:
+            raise InputError(f"IBM Quantum refused the request ({what})") from None
+        if type(exc).__name__ == "RuntimeJobNotFound":
+            raise ProviderError(f"IBM Quantum has no such job ({what})") from None
         raise BackendError(
-            f"IBM Quantum did not answer ({type(exc).__name__}: {text}); the batch is retried "
-            "and reattaches to its jobs"
+            f"IBM Quantum did not answer ({what}); the batch is retried and reattaches to its jobs"
         ) from None
+
+
+#: The client's errors for an account or a request it refuses (matched by name: the classes
+#: move between qiskit-ibm-runtime releases). ``InvalidAccountError`` is left out: the client
+#: also raises it when the network is down.
+_REFUSED_ACCOUNT = frozenset({"IBMNotAuthorizedError", "AccountNotFoundError"})
+_REFUSED_REQUEST = frozenset({"IBMInputValueError", "IBMBackendValueError", "ValidationError"})
 
 
 # --- ISA circuits: one layout per subcircuit, on the device's best qubits ---------------------
@@ -511,7 +523,8 @@ def run_runtime_batch(
         ticket = _submit(work, options, provider, ticket, groups, missing)
     by_position: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for job in ticket.jobs:
-        result = _wait(manifest_uri, provider.job(job.job_id), ticket, provider.poll_seconds)
+        handle = _reattach(manifest_uri, provider, ticket, job.job_id)
+        result = _wait(manifest_uri, handle, ticket, provider.poll_seconds)
         by_position.update(zip(groups[job.shots], distributions_of(result), strict=True))
     distributions = [by_position[position] for position in range(len(circuits))]
     jobs = ProviderJobs(
@@ -522,6 +535,19 @@ def run_runtime_batch(
         isa=ticket.isa,
     )
     return build_outcomes(distributions, counts, bits), jobs
+
+
+def _reattach(manifest_uri: str, provider: Provider, ticket: Ticket, job_id: str) -> ProviderJob:
+    """The provider's job of that id; one it does not know fails the batch, and the next run
+    of the batch submits a new one."""
+    try:
+        return provider.job(job_id)
+    except ProviderError as exc:
+        reason = f"provider job {job_id} is gone: {exc}"
+        write_ticket(manifest_uri, ticket.model_copy(update={"failed": reason, "state": "GONE"}))
+        raise ProviderError(
+            f"batch {ticket.batch}: {reason}. Run the batch again to submit a new job"
+        ) from None
 
 
 def _shot_groups(counts: list[int]) -> dict[int, list[int]]:

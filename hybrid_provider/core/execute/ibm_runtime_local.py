@@ -25,7 +25,7 @@ from typing import Any
 
 from qiskit import QuantumCircuit, qpy
 
-from hybrid_provider.core.errors import ArtifactError, InputError
+from hybrid_provider.core.errors import ArtifactError, InputError, ProviderError
 
 #: Where local jobs keep their folders (default: ``~/.cache/hybrid-quantum/ibm-runtime-local``).
 JOBS_VARIABLE = "HYBRID_QUANTUM_IBM_LOCAL_JOBS"
@@ -127,7 +127,7 @@ def submit_local_job(
 def local_job(job_id: str) -> LocalJob:
     folder = jobs_root() / job_id
     if not (folder / _STATUS).exists():
-        raise ArtifactError(
+        raise ProviderError(
             f"local Runtime job {job_id} is not in {jobs_root()} (set {JOBS_VARIABLE} to the "
             "folder it was submitted under)"
         )
