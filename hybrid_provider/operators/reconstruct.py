@@ -19,6 +19,7 @@ from hybrid_provider.operators._common import (
     bad_input_fails_task,
     whole_number,
 )
+from hybrid_provider.operators._stats import report_reconstruction
 
 if TYPE_CHECKING:
     from hybrid_provider.core.reconstruct.combine import Reconstruction
@@ -70,6 +71,7 @@ class CupyReconstructOperator(UsesHybridConnection, BaseOperator):
             self._verify_sample()
             result = reconstruct_job(self.manifest_uri, device=self.device)
         self._log_provenance(result.mixed_software)
+        report_reconstruction(self, result)
         exact = exact_or_none(self.manifest_uri)
         self._log_values(result, exact)
         results_uri = artifact_uri(store.normalise_uri(self.manifest_uri), RESULTS_NAME)
