@@ -337,6 +337,39 @@ def test_the_local_runner_gives_a_batch_whose_job_queues_the_providers_reason(jo
     assert (batch.reason, batch.message, len(saves)) == (Reason.ADMITTED, None, 2)
 
 
+def test_killing_the_submit_task_cancels_its_provider_jobs(job, local_jobs, monkeypatch, tmp_path):
+    from hybrid_provider.core.execute import ibm_runtime_local as local
+    from hybrid_provider.operators.submit import ArgoSubmitOperator
+
+    _, cut = job
+    extra = {"backend": "local", "store_uri": str(tmp_path / "store")}
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_HYBRID_QUANTUM_DEFAULT",
+        json.dumps({"conn_type": "hybrid_quantum", "extra": extra}),
+    )
+    folder = local_jobs / "local-running"  # a job whose process is still at work
+    folder.mkdir(parents=True)
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    local._write_state(folder, "RUNNING")
+    local._write_pid(folder, worker.pid)
+    options = shot_options()
+    ticket = a_ticket(cut, options).model_copy(
+        update={
+            "provider": "ibm-runtime-local",
+            "backend": "fake_torino",
+            "jobs": [ibm_runtime.TicketJob(shots=4000, job_id=folder.name)],
+        }
+    )
+    ibm_runtime.write_ticket(cut.manifest_uri, ticket)
+    submit = ArgoSubmitOperator(
+        task_id="submit", manifest_uri=cut.manifest_uri, sampler="ibm-runtime:fake_torino"
+    )
+    submit._submitted = "hq-gone"  # the workflow it submitted (already gone: only logged)
+    submit.on_kill()
+    assert worker.wait(timeout=10) == -signal.SIGTERM
+    assert local.local_job(folder.name).status() == "CANCELLED"
+
+
 # --- credentials ------------------------------------------------------------------------------
 
 
