@@ -30,7 +30,8 @@ from hybrid_provider.core import store
 from hybrid_provider.core.cut.job import write_job
 from hybrid_provider.core.cut.plan import plan_cuts
 from hybrid_provider.core.errors import BackendError, InputError, ProviderError
-from hybrid_provider.core.execute import ibm_runtime
+from hybrid_provider.core.execute import ibm_runtime, isa
+from hybrid_provider.core.execute import ibm_runtime_providers as providers
 from hybrid_provider.core.execute.ibm_runtime_local import JOBS_VARIABLE, fake_device
 from hybrid_provider.core.execute.options import ExecutionOptions, execution_options
 from hybrid_provider.core.execute.runtime_options import RuntimeOptions, is_local
@@ -140,10 +141,10 @@ def line_target(gate_errors: list[float], readout: list[float]) -> Target:
 
 def test_best_qubits_are_the_connected_line_with_least_error():
     target = line_target([0.05, 0.05, 0.001, 0.002], [0.02, 0.02, 0.01, 0.001, 0.003])
-    assert ibm_runtime.best_qubits(target, 3) == [2, 3, 4]
-    assert ibm_runtime.best_qubits(target, 1) == [3]
+    assert isa.best_qubits(target, 3) == [2, 3, 4]
+    assert isa.best_qubits(target, 1) == [3]
     with pytest.raises(InputError, match="no 6 connected qubits"):
-        ibm_runtime.best_qubits(target, 6)
+        isa.best_qubits(target, 6)
 
 
 def test_every_subexperiment_of_a_subcircuit_gets_its_pinned_layout_as_isa_circuits(job):
@@ -152,11 +153,9 @@ def test_every_subexperiment_of_a_subcircuit_gets_its_pinned_layout_as_isa_circu
     seen = set()
     for index in range(cut.manifest.num_batches):
         circuits, labels = measured(cut, index)
-        layouts = ibm_runtime.pinned_layouts(cut.manifest_uri, cut.manifest, device, labels)
-        isa = ibm_runtime.isa_circuits(
-            circuits, labels, device, RuntimeOptions(), layouts=layouts, seed=1
-        )
-        for circuit, label in zip(isa.circuits, labels, strict=True):
+        layouts = isa.pinned_layouts(cut.manifest_uri, cut.manifest, device, labels)
+        made = isa.isa_circuits(circuits, labels, device, RuntimeOptions(), layouts=layouts, seed=1)
+        for circuit, label in zip(made.circuits, labels, strict=True):
             assert circuit.layout.initial_index_layout(filter_ancillas=True) == layouts[label]
             assert all(
                 device.target.instruction_supported(
@@ -165,22 +164,22 @@ def test_every_subexperiment_of_a_subcircuit_gets_its_pinned_layout_as_isa_circu
                 for i in circuit.data
                 if i.operation.name != "barrier"
             )
-        for summary in isa.summaries:
+        for summary in made.summaries:
             assert summary.layout == layouts[summary.subsystem] and summary.width == 2
             assert summary.depth > 0 and summary.two_qubit_gates >= 1
             seen.add(summary.subsystem)
     assert seen == {"A", "B"}
-    best = ibm_runtime.best_qubits(device.target, 2)
-    layouts = ibm_runtime.pinned_layouts(cut.manifest_uri, cut.manifest, device, ["A", "B"])
+    best = isa.best_qubits(device.target, 2)
+    layouts = isa.pinned_layouts(cut.manifest_uri, cut.manifest, device, ["A", "B"])
     assert layouts == {"A": best, "B": best}  # the best line, pinned by the first batch
 
 
 def test_a_pinned_layout_outlives_a_recalibration(job, monkeypatch):
     _, cut = job
     device = fake_device("fake_torino")
-    first = ibm_runtime.pinned_layouts(cut.manifest_uri, cut.manifest, device, ["A"])
-    monkeypatch.setattr(ibm_runtime, "best_qubits", lambda target, width: [0, 1])
-    assert ibm_runtime.pinned_layouts(cut.manifest_uri, cut.manifest, device, ["A", "B"]) == {
+    first = isa.pinned_layouts(cut.manifest_uri, cut.manifest, device, ["A"])
+    monkeypatch.setattr(isa, "best_qubits", lambda target, width: [0, 1])
+    assert isa.pinned_layouts(cut.manifest_uri, cut.manifest, device, ["A", "B"]) == {
         "A": first["A"],
         "B": [0, 1],
     }
@@ -409,9 +408,9 @@ def test_a_client_error_never_shows_the_token(monkeypatch):
     class IBMNotAuthorizedError(Exception):
         pass
 
-    with pytest.raises(InputError) as refused, ibm_runtime._credentials_hidden():
+    with pytest.raises(InputError) as refused, providers.credentials_hidden():
         raise IBMNotAuthorizedError(f"401 for https://api/?apikey={MARKER}")
-    with pytest.raises(BackendError) as unreachable, ibm_runtime._credentials_hidden():
+    with pytest.raises(BackendError) as unreachable, providers.credentials_hidden():
         raise ConnectionError(f"cannot connect (token {MARKER})")
     for raised in (refused, unreachable):
         shown = "".join(traceback.format_exception(raised.value))
@@ -461,15 +460,15 @@ def noisy_uncut_values(circuit, device, shots: int) -> tuple[np.ndarray, np.ndar
     from qiskit.transpiler import generate_preset_pass_manager
     from qiskit_ibm_runtime import EstimatorV2
 
-    layout = ibm_runtime.best_qubits(device.target, circuit.num_qubits)
-    isa = generate_preset_pass_manager(
+    layout = isa.best_qubits(device.target, circuit.num_qubits)
+    uncut = generate_preset_pass_manager(
         optimization_level=1, backend=device, initial_layout=layout, seed_transpiler=1
     ).run(circuit)
-    observables = [SparsePauliOp(label).apply_layout(isa.layout) for label in OBSERVABLES]
+    observables = [SparsePauliOp(label).apply_layout(uncut.layout) for label in OBSERVABLES]
     estimator = EstimatorV2(
         mode=device, options={"default_shots": shots, "simulator": {"seed_simulator": 11}}
     )
-    data = estimator.run([(isa, observables)]).result()[0].data
+    data = estimator.run([(uncut, observables)]).result()[0].data
     return np.asarray(data.evs), np.asarray(data.stds)
 
 
@@ -519,7 +518,7 @@ def test_a_cut_job_runs_on_a_fake_device_survives_a_killed_runner_and_agrees(
     assert jobs[0].job_ids == [submitted.name] and jobs[0].submissions == 0  # reattached
     assert jobs[1].submissions == 1 and len(list(local_jobs.iterdir())) == 2
     assert [j.backend for j in jobs] == ["fake_torino", "fake_torino"]
-    best = ibm_runtime.best_qubits(fake_device("fake_torino").target, 2)
+    best = isa.best_qubits(fake_device("fake_torino").target, 2)
     layouts = {summary.subsystem: summary.layout for j in jobs for summary in j.isa}
     assert layouts == {"A": best, "B": best}  # both halves on the device's best pair
 
