@@ -176,6 +176,11 @@ def _add_execution_arguments(parser: argparse.ArgumentParser, required: bool) ->
         help="shot mode: same shots per subexperiment, or the same total spread by "
         "|coefficient| weight",
     )
+    parser.add_argument(
+        "--runtime-options",
+        help="IBM Runtime job options as JSON, e.g. '{\"twirl_gates\": true}' "
+        "(ibm-runtime samplers; docs/ibm-quantum.md)",
+    )
 
 
 def _add_json(parser: argparse.ArgumentParser) -> None:
@@ -192,7 +197,17 @@ def _options(args: argparse.Namespace):
         device=args.device,
         sampler=args.sampler,
         shot_allocation=args.shot_allocation,
+        runtime=_json_option(args.runtime_options, "--runtime-options"),
     )
+
+
+def _json_option(text: str | None, flag: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise InputError(f"{flag} must be a JSON object: {exc}") from None
 
 
 def _parameters(text: str | None) -> list[float] | None:

@@ -49,6 +49,7 @@ class Reason(StrEnum):
     REPLACED = "Replaced"
     ERROR = "Error"
     STOPPED = "Stopped"
+    PROVIDER_QUEUED = "WaitingOnQpuProvider"  # running, its job queued by the QPU provider
 
 
 class Admission(str, Enum):
@@ -125,6 +126,14 @@ class BatchStatus(BaseModel):
         )
         self.reason, self.message = Reason.ADMITTED, None
         self.started_at, self.attempts = at, self.attempts + 1
+
+    def wait_on_provider(self, message: str | None) -> bool:
+        """A running batch whose QPU provider queues its job (``message`` says where), or no
+        longer does (None). Returns whether anything changed."""
+        reason = Reason.PROVIDER_QUEUED if message else Reason.ADMITTED
+        changed = (self.reason, self.message) != (reason, message)
+        self.reason, self.message = reason, message
+        return changed
 
     def succeed(self, at: datetime, duration_s: float, *, reused: bool) -> None:
         self.phase, self.admission = BatchPhase.SUCCEEDED, Admission.FINISHED

@@ -9,10 +9,12 @@ from typing import Any
 from hybrid_provider.backends.base import ReportsTelemetry
 from hybrid_provider.backends.spec import Replacement, WorkflowSpec, compile_spec
 from hybrid_provider.backends.status import BatchPhase, WorkflowStatus
+from hybrid_provider.constants import Flavor
 from hybrid_provider.core import store
 from hybrid_provider.core.errors import ArtifactError, InputError
 from hybrid_provider.core.execute.options import ExecutionOptions
 from hybrid_provider.core.execute.record import read_record
+from hybrid_provider.core.execute.runtime_options import is_runtime_sampler
 from hybrid_provider.core.manifest import JobManifest, artifact_uri, load_manifest
 from hybrid_provider.placement.history import History, load_history, record_run, run_record
 from hybrid_provider.placement.policy import AUTO, JobShape, Placement, place
@@ -31,6 +33,7 @@ def decide(
     requested: str,
     store_uri: str,
     workflow: str,
+    sampler: str = "aer",
 ) -> Placement:
     """The placement of a job's batches on ``backend``; ``requested`` is a flavor or ``auto``.
 
@@ -43,6 +46,14 @@ def decide(
     shape = JobShape.of(manifest, mode)
     if requested != AUTO:
         return place(shape, None, History(), requested)
+    if is_runtime_sampler(sampler):
+        return Placement(
+            requested=AUTO,
+            assignment=dict.fromkeys(shape.batches, Flavor.QPU),
+            workflow=workflow,
+            reasons=["the sampler runs on an IBM Quantum device: every batch takes the qpu "
+                     "flavor, whose quota stands for the device's concurrency"],
+        )  # fmt: skip
     earlier = read_decision(manifest_uri)
     if earlier is not None and earlier.workflow == workflow:
         return earlier
@@ -70,7 +81,7 @@ def placed_spec(
     """The spec to submit, each batch on the flavor :func:`decide` gave it (the operator's,
     the CLI's and the benchmark's one way from a manifest to a placed spec)."""
     placement = decide(backend, manifest, manifest_uri, mode=options.mode, requested=requested,
-                       store_uri=store_uri, workflow=name)  # fmt: skip
+                       store_uri=store_uri, workflow=name, sampler=options.sampler)  # fmt: skip
     spec = compile_spec(
         manifest,
         manifest_uri,

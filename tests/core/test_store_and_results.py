@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 from helpers import random_ansatz, run_job
+from qiskit import qasm2
 from qiskit.quantum_info import PauliList
 
 import hybrid_provider.core.cut.job as job_module
@@ -18,6 +19,7 @@ from hybrid_provider.core.errors import ArtifactError, InputError
 from hybrid_provider.core.execute.batch import run_batch
 from hybrid_provider.core.execute.options import ExecutionOptions, execution_options
 from hybrid_provider.core.execute.record import outcomes_uri, record_uri
+from hybrid_provider.core.inputs import load_circuit
 from hybrid_provider.core.manifest import MANIFEST_NAME, artifact_uri, load_manifest
 from hybrid_provider.core.reconstruct.combine import reconstruct_job
 
@@ -58,6 +60,21 @@ def test_rewriting_the_same_job_reuses_it_and_a_different_one_is_refused(tmp_pat
     assert again.reused and again.manifest == first.manifest
     with pytest.raises(ArtifactError, match="different cut job already exists"):
         write_job(circuit, cut_plan, str(tmp_path), "job", num_batches=3)
+
+
+def test_the_same_file_loaded_twice_in_one_process_is_the_same_job(tmp_path):
+    """Qiskit names each loaded circuit circuit-<counter>: a retried cut in the same process
+    (dags test, a notebook) must still find its job."""
+    path = tmp_path / "c.qasm"
+    path.write_text(qasm2.dumps(random_ansatz(4, reps=1)))
+    first, second = load_circuit(str(path)), load_circuit(str(path))
+    assert first.name != second.name
+    observables = PauliList(["ZZZZ"])
+    jobs = [
+        write_job(c, plan_cuts(c, observables, partition_labels="AABB"), str(tmp_path), "j", 2)
+        for c in (first, second)
+    ]
+    assert jobs[1].reused and jobs[1].manifest == jobs[0].manifest
 
 
 def test_a_finished_batch_is_not_run_again_but_other_options_run_it(tmp_path, plan):

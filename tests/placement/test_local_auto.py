@@ -232,3 +232,15 @@ def test_auto_with_nowhere_to_run_fails_the_submit_task_in_one_line(tmp_path, mo
     assert "cpu: no slots in the local quota" in message
     assert "qpu: exact mode never runs on a QPU" in message
     assert not (tmp_path / "_runs").exists()
+
+
+def test_an_ibm_runtime_sampler_puts_every_batch_on_the_qpu_flavor(tmp_path):
+    """The sampler decides where circuits run; the qpu quota stands for the device."""
+    from hybrid_provider.placement.decide import decide
+
+    job = _job(tmp_path, "job", batches=3)
+    placement = decide(LocalBackend(str(tmp_path), quota={"cpu": 4, "qpu": 1}), job.manifest,
+                       job.manifest_uri, mode="shots", requested="auto", store_uri=str(tmp_path),
+                       workflow="w", sampler="ibm-runtime:fake_torino")  # fmt: skip
+    assert set(placement.assignment.values()) == {Flavor.QPU}
+    assert "IBM Quantum device" in placement.reasons[0]

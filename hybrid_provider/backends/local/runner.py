@@ -39,6 +39,7 @@ from hybrid_provider.backends.status import (
     WorkflowStatus,
 )
 from hybrid_provider.constants import Flavor
+from hybrid_provider.core.execute.runtime_options import is_runtime_sampler
 from hybrid_provider.core.failures import Disposition, describe, disposition
 from hybrid_provider.core.provenance import EXECUTOR_ENVIRONMENT, THREADS_VARIABLE
 
@@ -103,6 +104,7 @@ class Runner:
                 self._collect(
                     wait(list(self.running), timeout=POLL_SECONDS)[0] if self.running else ()
                 )
+                self._show_provider_waits()
                 if not self.running:
                     time.sleep(POLL_SECONDS)
         finally:
@@ -239,6 +241,17 @@ class Runner:
                     "batch %d done (%s), %s batches done", batch.index, how, self.status.progress
                 )
         if finished:
+            self._save()
+
+    def _show_provider_waits(self) -> None:
+        """Running batches whose QPU provider queues their job say so, with the position."""
+        if not is_runtime_sampler(self.spec.execution.sampler):
+            return
+        from hybrid_provider.core.execute.ibm_runtime import provider_wait
+
+        uri = self.spec.manifest_uri
+        changed = [b.wait_on_provider(provider_wait(uri, b.index)) for b in self.running.values()]
+        if any(changed):
             self._save()
 
     def _fail(self, batch: BatchStatus, message: str, retry: bool) -> None:

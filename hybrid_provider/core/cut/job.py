@@ -52,7 +52,12 @@ class WrittenJob(NamedTuple):
 
 
 def fingerprint(circuit: QuantumCircuit, plan: CutPlan, num_batches: int) -> str:
-    digest = hashlib.sha256(_qpy_bytes([circuit]))
+    """sha256 of what the job computes: the circuit's instructions (not its name or metadata:
+    Qiskit names a loaded circuit ``circuit-<counter>``, which differs between two loads of
+    one file in a process), the observables and the cut."""
+    anonymous = circuit.copy(name="circuit")
+    anonymous.metadata = {}
+    digest = hashlib.sha256(_qpy_bytes([anonymous]))
     digest.update(",".join(plan.observables.to_labels()).encode())
     digest.update(f"|{plan.partition_labels}|{plan.num_cuts}|{num_batches}".encode())
     return digest.hexdigest()
