@@ -33,6 +33,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from qiskit import QuantumCircuit
 
+from hybrid_provider.core import layout as store_layout
 from hybrid_provider.core import store
 from hybrid_provider.core.cut.experiments import SubsystemChoices
 from hybrid_provider.core.errors import ArtifactError, ProviderError
@@ -96,7 +97,7 @@ class Ticket(BaseModel):
 
 def ticket_uri(manifest_uri: str, index: int) -> str:
     """Beside the batch's result record (``results/batch-NNNNN.json``)."""
-    return artifact_uri(manifest_uri, f"results/batch-{index:05d}.ibm-runtime.json")
+    return artifact_uri(manifest_uri, store_layout.provider_jobs(index))
 
 
 def options_sha256(options: ExecutionOptions) -> str:

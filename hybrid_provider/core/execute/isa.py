@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 from qiskit import QuantumCircuit
 
+from hybrid_provider.core import layout as store_layout
 from hybrid_provider.core import store
 from hybrid_provider.core.errors import InputError
 from hybrid_provider.core.execute.runtime_options import RuntimeOptions
@@ -147,7 +148,7 @@ def _two_qubit_count(circuit: QuantumCircuit) -> int:
 
 
 def layout_uri(manifest_uri: str, backend: str, label: str) -> str:
-    return artifact_uri(manifest_uri, f"results/ibm-runtime-layout-{backend}-{label}.json")
+    return artifact_uri(manifest_uri, store_layout.pinned_layout(backend, label))
 
 
 def pinned_layouts(

@@ -25,6 +25,7 @@ from hybrid_provider.core import layout, store
 from hybrid_provider.core.errors import ArtifactError
 from hybrid_provider.core.manifest import JobManifest, artifact_uri, load_manifest
 from hybrid_provider.core.provenance import Software, mixed_software
+from hybrid_provider.core.reconstruct.result import ReconstructionResult, read_result, result_uri
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +184,7 @@ def report_uris(manifest_uri: str) -> tuple[str, str]:
 
 def gather(
     manifest_uri: str,
-    reconstruction: Mapping[str, Any] | None = None,
+    reconstruction: ReconstructionResult | None = None,
     *,
     exact: Sequence[float] | None | str = "auto",
     title: str | None = None,
@@ -200,31 +201,29 @@ def gather(
     manifest_uri = store.normalise_uri(manifest_uri)
     manifest = load_manifest(manifest_uri)
     if reconstruction is None:
-        reconstruction = store.read_json(
-            artifact_uri(manifest_uri, RESULTS_JSON), what="reconstruction result"
-        )
+        reconstruction = read_result(result_uri(manifest_uri))
     if exact == "auto":
         exact = exact_or_none(manifest_uri)
-    observables = list(reconstruction["observables"])
+    observables = reconstruction.observables
     if exact is not None and len(exact) != len(observables):
         raise ValueError(f"{len(exact)} exact values given for {len(observables)} observables")
     return ReportData(
         manifest=manifest,
         manifest_uri=manifest_uri,
         observables=observables,
-        values=[float(v) for v in reconstruction["values"]],
-        std_errors=[float(e) for e in reconstruction["std_errors"]],
+        values=reconstruction.values,
+        std_errors=reconstruction.std_errors,
         exact=None if exact is None else [float(v) for v in exact],
-        mode=str(reconstruction.get("mode", "?")),
-        shots=reconstruction.get("shots"),
-        array_module=str(reconstruction.get("array_module", "?")),
-        reconstruct_seconds=float(reconstruction.get("seconds") or 0.0),
+        mode=reconstruction.mode,
+        shots=reconstruction.shots,
+        array_module=reconstruction.array_module,
+        reconstruct_seconds=reconstruction.seconds,
         batches=_batch_timings(manifest_uri, manifest),
         title=title or _title(manifest),
         links=dict(links or {}),
         timeline=read_timeline(manifest_uri),
         placement=read_placement(manifest_uri),
-        reconstructed_at=_moment(reconstruction.get("finished_at")),
+        reconstructed_at=reconstruction.finished_at,
         airflow_url=airflow_url,
     )
 
@@ -264,7 +263,7 @@ def read_timeline(manifest_uri: str) -> list[BatchSpan]:
 
 def write_report(
     manifest_uri: str,
-    reconstruction: Mapping[str, Any] | None = None,
+    reconstruction: ReconstructionResult | None = None,
     *,
     exact: Sequence[float] | None | str = "auto",
     title: str | None = None,
