@@ -33,6 +33,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from hybrid_provider.backends.local.backend import RUNS_FOLDER, STATE_FILE
 from hybrid_provider.backends.local.queue import LEDGER_FILE, QUEUE_FOLDER, Ledger
 from hybrid_provider.backends.status import BatchPhase, BatchStatus, Reason, WorkflowStatus
+from hybrid_provider.backends.timeline import Timeline, read_timeline
 from hybrid_provider.constants import DURATION_BUCKETS, METRICS_PREFIX
 from hybrid_provider.core import layout, store
 from hybrid_provider.core.errors import ArtifactError
@@ -83,13 +84,6 @@ class ReconstructionSample:
     std_errors: tuple[float, ...]
 
 
-@dataclass(frozen=True)
-class Timeline:
-    """Every batch of one job as the wait last saw it (any backend): queue wait and attempts."""
-
-    batches: tuple[BatchStatus, ...]
-
-
 Sample = BatchSample | JobSample | ReconstructionSample | Timeline | WorkflowStatus | Ledger
 
 
@@ -126,14 +120,6 @@ def _reconstruction(path: str) -> ReconstructionSample:
     )
 
 
-def _timeline(path: str) -> Timeline:
-    payload = store.read_json(path, what="timeline")
-    try:
-        return Timeline(tuple(BatchStatus.model_validate(b) for b in payload["batches"]))
-    except (KeyError, TypeError) as exc:
-        raise ArtifactError(f"timeline {path} lists no batches ({exc})") from exc
-
-
 def _run(path: str) -> WorkflowStatus:
     return WorkflowStatus.model_validate_json(store.read_bytes(path, what="run status"))
 
@@ -154,7 +140,7 @@ def reader_for(relative: str) -> Callable[[str], Sample] | None:
     if relative.endswith("/" + RECONSTRUCTION_FILE):
         return _reconstruction
     if relative.endswith("/" + layout.TIMELINE):
-        return _timeline
+        return read_timeline
     if len(parts) >= 3 and parts[-2] == "results" and parts[-1].startswith("batch-"):
         return _batch if parts[-1].endswith(".json") else None
     return None

@@ -32,7 +32,7 @@ from hybrid_provider.core.cut.plan import plan_cuts
 from hybrid_provider.core.execute.options import ExecutionOptions
 from hybrid_provider.core.execute.record import read_record
 from hybrid_provider.core.reconstruct.result import ReconstructionResult, write_result
-from hybrid_provider.sensors.kueue_wait import write_timeline
+from hybrid_provider.sensors.kueue_wait import save_timeline
 
 TIMEOUT = 60
 
@@ -171,7 +171,7 @@ def test_the_waits_timeline_gives_queue_wait_and_attempts_on_any_backend(tmp_pat
     status = WorkflowStatus(
         name="hq-k8s", backend="kubernetes", phase=WorkflowPhase.RUNNING, batches=batches
     )
-    write_timeline(job.manifest_uri, status)
+    save_timeline(job.manifest_uri, status)
 
     samples = _scrape(_serve(str(tmp_path)))
     gpu = {"flavor": "gpu"}
@@ -226,7 +226,7 @@ def test_an_empty_or_missing_store_exports_zeros(tmp_path):
         ("job/results/batch-00003.npz", None),
         ("job/results/batch-00003.json.tmp-host-1-abc", None),
         ("job/results/reconstruction.json", "_reconstruction"),
-        ("job/results/timeline.json", "_timeline"),
+        ("job/results/timeline.json", "read_timeline"),
         ("job/subsystems/A.npz", None),
         ("_runs/hq-x/state.json", "_run"),
         ("_runs/hq-x/spec.json", None),

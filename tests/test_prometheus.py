@@ -34,7 +34,7 @@ from hybrid_provider.core.execute.options import ExecutionOptions
 from hybrid_provider.core.execute.record import read_record
 from hybrid_provider.core.reconstruct.combine import Reconstruction, reconstruct_job
 from hybrid_provider.core.reconstruct.result import ReconstructionResult, write_result
-from hybrid_provider.sensors.kueue_wait import write_timeline
+from hybrid_provider.sensors.kueue_wait import save_timeline
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -90,7 +90,7 @@ def finished_run(tmp_path_factory) -> tuple[Path, WrittenJob, WorkflowStatus, Re
         assert time.monotonic() < deadline, f"the run did not finish: {status}"
         time.sleep(0.1)
     assert status.phase == WorkflowPhase.SUCCEEDED
-    write_timeline(job.manifest_uri, status)
+    save_timeline(job.manifest_uri, status)
     result = reconstruct_job(job.manifest_uri, device="cpu")
     write_result(ReconstructionResult.of(job.manifest_uri, result))
     return root, job, status, result

@@ -12,10 +12,12 @@ Inside a job folder every path is relative, so a job copied to another store sti
     <job>/results/batch-NNNNN.json its sealed record, written after the outcomes
     <job>/results/batch-NNNNN.ibm-runtime.json   a batch's QPU provider jobs, as they exist
     <job>/results/ibm-runtime-layout-<device>-<subsystem>.json   a subcircuit's pinned layout
+    <job>/results/placement.json   the flavor="auto" decision and its reasons
     <job>/results/reconstruction.json, timeline.json, report.html, report.png
 
     <store>/_runs/<run>/           local backend: one folder per run (spec, state, logs)
     <store>/_queue/                local backend: the queue shared by every run of the store
+    <store>/_placement/history/    one summary per finished run, what flavor="auto" learns from
 """
 
 from __future__ import annotations
@@ -26,12 +28,14 @@ PLAN_CIRCUIT = "plan/circuit.qpy"
 PLAN_CHOICES = "plan/choices.npz"
 RESULTS_FOLDER = "results"
 RECONSTRUCTION_RESULT = f"{RESULTS_FOLDER}/reconstruction.json"
+PLACEMENT = f"{RESULTS_FOLDER}/placement.json"
 TIMELINE = f"{RESULTS_FOLDER}/timeline.json"
 REPORT_HTML = "report.html"
 REPORT_PNG = "report.png"
 
 RUNS_FOLDER = "_runs"
 QUEUE_FOLDER = "_queue"
+PLACEMENT_HISTORY_FOLDER = "_placement/history"
 
 _BATCH_PREFIX = f"{RESULTS_FOLDER}/batch-"
 

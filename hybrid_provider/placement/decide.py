@@ -10,7 +10,7 @@ from hybrid_provider.backends.base import ReportsTelemetry
 from hybrid_provider.backends.spec import Replacement, WorkflowSpec, compile_spec
 from hybrid_provider.backends.status import BatchPhase, WorkflowStatus
 from hybrid_provider.constants import Flavor
-from hybrid_provider.core import store
+from hybrid_provider.core import layout, store
 from hybrid_provider.core.errors import ArtifactError, InputError
 from hybrid_provider.core.execute.options import ExecutionOptions
 from hybrid_provider.core.execute.record import read_record
@@ -19,7 +19,7 @@ from hybrid_provider.core.manifest import JobManifest, artifact_uri, load_manife
 from hybrid_provider.placement.history import History, load_history, record_run, run_record
 from hybrid_provider.placement.policy import AUTO, JobShape, Placement, place
 
-PLACEMENT_JSON = "results/placement.json"
+PLACEMENT_JSON = layout.PLACEMENT
 #: A batch waiting this long for quota moves to another eligible flavor with a free slot.
 DEFAULT_REPLACE_AFTER_S = 300.0
 

@@ -20,13 +20,13 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hybrid_provider.backends.status import BatchPhase, WorkflowStatus
 from hybrid_provider.constants import Flavor
-from hybrid_provider.core import store
+from hybrid_provider.core import layout, store
 from hybrid_provider.core.errors import HybridQuantumError
 from hybrid_provider.core.manifest import JobManifest
 
 log = logging.getLogger(__name__)
 
-HISTORY_FOLDER = "_placement/history"
+HISTORY_FOLDER = layout.PLACEMENT_HISTORY_FOLDER
 #: Runs read per decision: recent enough to follow a changing cluster, enough to average.
 HISTORY_RUNS = 50
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
@@ -11,6 +11,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from hybrid_provider.backends.base import WorkflowBackend, get_backend
 from hybrid_provider.backends.status import WorkflowStatus
+from hybrid_provider.backends.timeline import Timeline, write_timeline
 from hybrid_provider.backends.waiting import (
     TARGETS,
     Seen,
@@ -22,9 +23,6 @@ from hybrid_provider.backends.waiting import (
     summary,
     transitions,
 )
-from hybrid_provider.core import store
-from hybrid_provider.core.manifest import artifact_uri
-from hybrid_provider.core.reconstruct.report import TIMELINE_JSON
 from hybrid_provider.operators._common import UsesHybridConnection
 from hybrid_provider.placement.decide import read_decision, remember_run
 
@@ -146,7 +144,7 @@ class KueueWaitSensor(UsesHybridConnection, BaseSensorOperator):
         if not manifest_uri:
             return  # waiting by workflow name alone: no job to write beside
         try:
-            uri = write_timeline(str(manifest_uri), status)
+            uri = save_timeline(str(manifest_uri), status)
         except Exception as exc:  # noqa: BLE001 (the log above holds the same record)
             self.log.warning("Could not write the timeline of %s: %s", self._workflow, exc)
         else:
@@ -243,25 +241,9 @@ def timeline_lines(status: WorkflowStatus) -> list[str]:
     return lines
 
 
-def _placement_lines(manifest_uri: str) -> list[str] | None:
-    """The ``flavor="auto"`` decision and its reasons, when the submit made one."""
+def save_timeline(manifest_uri: str, status: WorkflowStatus) -> str:
+    """Every batch's status, as the wait last saw it, and the ``flavor="auto"`` decision when
+    the submit made one, beside the job (read by the report); returns its URI."""
     decision = read_decision(manifest_uri)
-    return decision.lines() if decision else None
-
-
-def write_timeline(manifest_uri: str, status: WorkflowStatus) -> str:
-    """Every batch's status, as the wait last saw it, at ``<job>/results/timeline.json``
-    (read by the report); returns its URI."""
-    uri = artifact_uri(store.normalise_uri(manifest_uri), TIMELINE_JSON)
-    store.write_json_atomic(
-        uri,
-        {
-            "workflow": status.name,
-            "backend": status.backend,
-            "phase": status.phase.value,
-            "written_at": datetime.now(timezone.utc).isoformat(),
-            "batches": [b.model_dump(mode="json") for b in status.batches],
-            "placement": _placement_lines(manifest_uri),
-        },
-    )
-    return uri
+    timeline = Timeline.of(status, decision.lines() if decision else None)
+    return write_timeline(manifest_uri, timeline)

@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 from matplotlib.image import imread
 
+from hybrid_provider.backends.timeline import timeline_uri
 from hybrid_provider.core import store
 from hybrid_provider.core.errors import ArtifactError
 from hybrid_provider.core.provenance import Origin
@@ -263,9 +264,12 @@ def test_the_timeline_is_shown_and_times_the_first_start(job, tmp_path):
         {"index": 0, "flavor": "cpu", "pending_since": moments[0], "started_at": moments[1],
          "finished_at": moments[2], "attempts": 1, "preemptions": []},
         {"index": 1, "flavor": "cpu", "pending_since": moments[3], "started_at": moments[4],
-         "finished_at": moments[5], "attempts": 2, "preemptions": [{"at": moments[4]}]},
+         "finished_at": moments[5], "attempts": 2,
+         "preemptions": [{"at": moments[4], "message": "preempted"}]},
     ]  # fmt: skip
-    (copy / "results" / "timeline.json").write_text(json.dumps({"batches": batches}))
+    timeline = {"workflow": "w", "backend": "local", "phase": "Succeeded",
+                "written_at": moments[2], "batches": batches}  # fmt: skip
+    (copy / "results" / "timeline.json").write_text(json.dumps(timeline))
     data = report.gather(manifest_uri, exact=None)
     assert [b.queued_s for b in data.timeline] == [3.0, 1.0]
     assert data.first_batch_started == written_at + timedelta(seconds=2)
@@ -278,9 +282,23 @@ def test_the_timeline_is_shown_and_times_the_first_start(job, tmp_path):
     assert report.render_png(data).startswith(b"\x89PNG")  # the Gantt chart draws
 
 
-def test_a_malformed_published_result_is_refused_by_name(job):
+def _copy_of(job, tmp_path) -> str:
+    """The shared job copied, so that a test may spoil it."""
+    shutil.copytree(job["job_dir"], tmp_path / "copy")
+    return store.normalise_uri(tmp_path / "copy" / "manifest.json")
+
+
+def test_a_malformed_published_result_is_refused_by_name(job, tmp_path):
     """One value too few used to draw a report with a missing row; now it is refused."""
-    uri = result_uri(job["manifest_uri"])
-    store.write_json_atomic(uri, {**job["payload"], "values": job["payload"]["values"][:-1]})
+    manifest_uri = _copy_of(job, tmp_path)
+    payload = {**job["payload"], "values": job["payload"]["values"][:-1]}
+    store.write_json_atomic(result_uri(manifest_uri), payload)
     with pytest.raises(ArtifactError, match="reconstruction result .* is malformed .*differ in"):
-        report.gather(job["manifest_uri"], exact=None)
+        report.gather(manifest_uri, exact=None)
+
+
+def test_a_malformed_timeline_is_refused_by_name(job, tmp_path):
+    manifest_uri = _copy_of(job, tmp_path)
+    store.write_json_atomic(timeline_uri(manifest_uri), {"batches": "none"})
+    with pytest.raises(ArtifactError, match="timeline .* is malformed"):
+        report.gather(manifest_uri, exact=None)

@@ -21,6 +21,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
+from hybrid_provider.backends.timeline import Timeline, timeline_uri
+from hybrid_provider.backends.timeline import read_timeline as read_stored_timeline
 from hybrid_provider.core import layout, store
 from hybrid_provider.core.errors import ArtifactError
 from hybrid_provider.core.manifest import JobManifest, artifact_uri, load_manifest
@@ -242,23 +244,27 @@ def _moment(text: str | None) -> datetime | None:
 
 def read_timeline(manifest_uri: str) -> list[BatchSpan]:
     """The job's timeline (``results/timeline.json``), or none when the wait wrote none."""
-    uri = artifact_uri(store.normalise_uri(manifest_uri), TIMELINE_JSON)
-    try:
-        document = store.read_json(uri, what="timeline")
-    except ArtifactError:
+    timeline = _timeline_or_none(manifest_uri)
+    if timeline is None:
         return []
     return [
         BatchSpan(
-            index=int(b["index"]),
-            flavor=str(b["flavor"]),
-            pending_since=_moment(b.get("pending_since")),
-            started_at=_moment(b.get("started_at")),
-            finished_at=_moment(b.get("finished_at")),
-            attempts=int(b.get("attempts") or 0),
-            preemptions=len(b.get("preemptions") or []),
+            index=b.index,
+            flavor=str(b.flavor),
+            pending_since=b.pending_since,
+            started_at=b.started_at,
+            finished_at=b.finished_at,
+            attempts=b.attempts,
+            preemptions=len(b.preemptions),
         )
-        for b in document.get("batches", [])
+        for b in timeline.batches
     ]
+
+
+def _timeline_or_none(manifest_uri: str) -> Timeline | None:
+    """The job's timeline; none when the wait wrote none (a job run from the CLI)."""
+    uri = timeline_uri(manifest_uri)
+    return read_stored_timeline(uri) if store.exists(uri) else None
 
 
 def write_report(
@@ -566,11 +572,8 @@ of the label acts on qubit 0).</p>
 
 def read_placement(manifest_uri: str) -> list[str]:
     """The placement decision's lines from the timeline; none when the flavor was named."""
-    uri = artifact_uri(store.normalise_uri(manifest_uri), TIMELINE_JSON)
-    try:
-        return list(store.read_json(uri, what="timeline").get("placement") or [])
-    except ArtifactError:
-        return []
+    timeline = _timeline_or_none(manifest_uri)
+    return timeline.placement if timeline else []
 
 
 def render_placement(data: ReportData) -> str:
