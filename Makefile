@@ -15,7 +15,7 @@ AIRFLOW_PORT ?= 0
 AIRFLOW_ENV := AIRFLOW_HOME=$(DEMO_HOME) AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
 	AIRFLOW__CORE__LOAD_EXAMPLES=False
 
-.PHONY: install demo airflow browser screenshots test test-fast test-lowest test-k8s test-engines engines cluster cluster-down test-cluster bench bench-quick lint clean
+.PHONY: install demo airflow browser screenshots test test-fast test-lowest test-k8s test-engines engines cluster cluster-down test-cluster bench bench-quick bench-wide lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || ($(PYTHON) -m pip install --quiet virtualenv && $(PYTHON) -m virtualenv $(VENV))
@@ -108,12 +108,18 @@ cluster-down:
 test-cluster: install
 	$(BIN)/python -m pytest -q -m cluster tests/cluster
 
-# Our pipeline next to the addon's tutorial pipeline, same cases, one process (about 12 minutes)
+# Our pipeline next to the addon's tutorial pipeline, same cases, one process (about 12 minutes),
+# then the wide circuits (2×16, 2×20, 3×14 qubits) against Aer's MPS simulator
 bench: install
 	$(BIN)/python -m benchmarks.run --json $(CURDIR)/.bench-results.json
+	$(BIN)/python -m benchmarks.wide --json $(CURDIR)/.bench-wide-results.json
 
 bench-quick: install
 	$(BIN)/python -m benchmarks.run --quick
+	$(BIN)/python -m benchmarks.wide --quick
+
+bench-wide: install
+	$(BIN)/python -m benchmarks.wide --json $(CURDIR)/.bench-wide-results.json
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
