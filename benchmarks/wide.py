@@ -1,8 +1,9 @@
 """Wide circuits, too wide for one statevector, cut into blocks: time in units of one block.
 
-    python -m benchmarks.wide                # 2×16, 2×20 and 3×14 qubits (a few minutes)
+    python -m benchmarks.wide                # 2×16, 2×20 and 3×14 qubits (minutes or more)
     python -m benchmarks.wide --quick        # 2×10 and 3×8 qubits (well under a minute)
     python -m benchmarks.wide --json FILE    # also write every measurement to FILE
+    python -m benchmarks.wide --timeout 600  # seconds per measurement (default 1800)
 
 Each case is k blocks of n qubits, efficient_su2-like (RY, RZ on every qubit, then a CX chain
 inside each block, per layer), with cut CX gates between neighbouring blocks in the middle
@@ -18,13 +19,17 @@ process, so its peak memory is its own:
   circuits; LAPACK's agrees with a statevector to ~1e-14). Bond dimensions here stay small, so
   nothing is truncated; the largest one is reported.
 
-Exits 1 when either of our paths differs from the reference by 1e-8 or more.
+A measurement that runs past ``--timeout`` seconds is stopped and reported as over the limit.
+Exits 1 when either of our paths differs from the reference by 1e-8 or more, 2 when nothing
+differs but something ran over the limit (so not everything was compared).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import os
 import re
 import resource
 import statistics
@@ -33,8 +38,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -165,14 +168,8 @@ def plan_of(case: WideCase) -> CutPlan:
 
 def ours(case: WideCase) -> dict[str, Any]:
     """Plan + in-process exact execution + reconstruction, as `estimate --in-process` does."""
-    plan = plan_of(case)
-    result = estimate_in_process(plan, ExecutionOptions(mode="exact"))
-    return {
-        "values": list(result.reconstruction.values),
-        "stages": dict(result.timings),
-        "distinct": distinct_term_choices(plan),
-        "plan_cuts": plan.num_cuts,
-    }
+    result = estimate_in_process(plan_of(case), ExecutionOptions(mode="exact"))
+    return {"values": list(result.reconstruction.values), "stages": dict(result.timings)}
 
 
 def job_path(case: WideCase) -> dict[str, Any]:
@@ -241,50 +238,91 @@ def _measured_in_child(function: Callable[[WideCase], dict], case: WideCase) -> 
     }
 
 
-def in_fresh_process(function: Callable[[WideCase], dict], case: WideCase) -> dict[str, Any]:
-    """Run one measurement in a new spawned interpreter (imports done before the clock starts)."""
-    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-        return pool.submit(_measured_in_child, function, case).result()
+def in_fresh_process(
+    function: Callable[[WideCase], dict], case: WideCase, timeout: float
+) -> dict[str, Any] | None:
+    """Run one measurement in a new spawned interpreter (imports done before the clock starts);
+    None when it runs past ``timeout`` seconds (the interpreter is then killed)."""
+    with multiprocessing.get_context("spawn").Pool(
+        1
+    ) as pool:  # leaving the block terminates the worker
+        try:
+            return pool.apply_async(_measured_in_child, (function, case)).get(timeout)
+        except multiprocessing.TimeoutError:
+            return None
+
+
+MEASUREMENTS = {"unit": unit, "ours": ours, "job": job_path, "reference": reference}
+
+
+def run_case(case: WideCase, timeout: float) -> dict[str, Any]:
+    load = os.getloadavg()[0]
+    console.print(f"[bold]{case.name}[/], {case.num_cuts} cut CX (load average {load:.1f})")
+    measured = {}
+    for name, function in MEASUREMENTS.items():
+        measured[name] = in_fresh_process(function, case, timeout)
+        console.print(f"  {name}: " + _seconds(measured[name] and measured[name]["wall_s"]))
+    unit_s = measured["unit"] and measured["unit"]["seconds"]
+    exact = measured["reference"]
+    row = {
+        "case": case.name,
+        "load_average": load,
+        "qubits": case.num_qubits,
+        "layers": case.layers,
+        "cuts": case.num_cuts,
+        "distinct": distinct_term_choices(plan_of(case)),
+        "timeout_s": timeout,
+        "unit_s": unit_s,
+        "reference_s": exact and exact["wall_s"],
+        "reference_max_bond": exact and exact["max_bond_dimension"],
+        "reference_values": exact and exact["values"],
+        "ours_stages": measured["ours"] and measured["ours"]["stages"],
+    }
+    for path in ("ours", "job"):
+        row.update(_path_fields(path, measured[path], unit_s, exact and exact["values"]))
+    return row
+
+
+def _path_fields(
+    path: str, measured: dict | None, unit_s: float | None, expected: list[float] | None
+) -> dict[str, Any]:
+    """One path's time, time in units, peak memory, values and error (None where not measured)."""
+    seconds = measured and measured["wall_s"]
+    values = measured and measured["values"]
+    return {
+        f"{path}_s": seconds,
+        f"{path}_units": seconds / unit_s if seconds and unit_s else None,
+        f"{path}_peak_mb": measured and measured["peak_mb"],
+        f"{path}_process_peak_mb": measured and measured["process_peak_mb"],
+        f"{path}_values": values,
+        f"{path}_err": max_error(values, expected) if values and expected else None,
+    }
 
 
 def max_error(values: list[float], expected: list[float]) -> float:
     return float(np.max(np.abs(np.asarray(values) - np.asarray(expected))))
 
 
-def run_case(case: WideCase) -> dict[str, Any]:
-    console.print(f"[bold]{case.name}[/], {case.num_cuts} cut CX: unit, ours, job path, reference")
-    the_unit = in_fresh_process(unit, case)
-    mine = in_fresh_process(ours, case)
-    job = in_fresh_process(job_path, case)
-    exact = in_fresh_process(reference, case)
-    unit_s = the_unit["seconds"]
-    return {
-        "case": case.name,
-        "qubits": case.num_qubits,
-        "layers": case.layers,
-        "cuts": mine["plan_cuts"],
-        "distinct": mine["distinct"],
-        "unit_s": unit_s,
-        "ours_s": mine["wall_s"],
-        "ours_units": mine["wall_s"] / unit_s,
-        "ours_stages": mine["stages"],
-        "ours_peak_mb": mine["peak_mb"],
-        "ours_process_peak_mb": mine["process_peak_mb"],
-        "job_s": job["wall_s"],
-        "job_units": job["wall_s"] / unit_s,
-        "job_peak_mb": job["peak_mb"],
-        "reference_s": exact["wall_s"],
-        "reference_max_bond": exact["max_bond_dimension"],
-        "values": mine["values"],
-        "reference_values": exact["values"],
-        "ours_err": max_error(mine["values"], exact["values"]),
-        "job_err": max_error(job["values"], exact["values"]),
-    }
-
-
 def disagreeing(rows: list[dict[str, Any]]) -> list[str]:
-    """Cases where either of our paths is 1e-8 or more from the reference (or not a number)."""
-    return [r["case"] for r in rows if not max(r["ours_err"], r["job_err"]) < TOLERANCE]
+    """Cases where a path that was compared is 1e-8 or more from the reference (or NaN)."""
+    return [
+        r["case"]
+        for r in rows
+        if any(r[key] is not None and not r[key] < TOLERANCE for key in ("ours_err", "job_err"))
+    ]
+
+
+def incomplete(rows: list[dict[str, Any]]) -> list[str]:
+    """Cases where something ran past the time limit, so not everything was compared."""
+    return [r["case"] for r in rows if r["ours_err"] is None or r["job_err"] is None]
+
+
+def _seconds(value: float | None) -> str:
+    return "over the time limit" if value is None else f"{value:.2f} s"
+
+
+def _number(value: float | None, form: str) -> str:
+    return "—" if value is None else format(value, form)
 
 
 def report(rows: list[dict[str, Any]]) -> None:
@@ -295,13 +333,20 @@ def report(rows: list[dict[str, Any]]) -> None:
                    "reference s", "MPS max bond", "max error", "check"]:  # fmt: skip
         table.add_column(column)
     for r in rows:
-        error = max(r["ours_err"], r["job_err"])
-        check = "[green]ok[/]" if error < TOLERANCE else "[red]FAIL[/]"
+        errors = [e for e in (r["ours_err"], r["job_err"]) if e is not None]
+        error = max(errors, default=None)
+        check = (
+            "[red]FAIL[/]" if r["case"] in disagreeing([r])
+            else "[yellow]incomplete[/]" if r["case"] in incomplete([r])
+            else "[green]ok[/]"
+        )  # fmt: skip
         table.add_row(
-            r["case"], str(r["qubits"]), str(r["cuts"]), str(r["distinct"]), f"{r['unit_s']:.4f}",
-            f"{r['ours_s']:.2f}", f"{r['ours_units']:.0f}", f"{r['ours_peak_mb']:.0f}",
-            f"{r['job_s']:.2f}", f"{r['job_units']:.0f}", f"{r['job_peak_mb']:.0f}",
-            f"{r['reference_s']:.2f}", str(r["reference_max_bond"]), f"{error:.1e}", check,
+            r["case"], str(r["qubits"]), str(r["cuts"]), str(r["distinct"]),
+            _number(r["unit_s"], ".4f"), _number(r["ours_s"], ".2f"),
+            _number(r["ours_units"], ".0f"), _number(r["ours_peak_mb"], ".0f"),
+            _number(r["job_s"], ".2f"), _number(r["job_units"], ".0f"),
+            _number(r["job_peak_mb"], ".0f"), _number(r["reference_s"], ".2f"),
+            str(r["reference_max_bond"]), _number(error, ".1e"), check,
         )  # fmt: skip
     console.print(table)
 
@@ -320,10 +365,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2×10 and 3×8 qubits, seconds")
     parser.add_argument("--json", help="also write every measurement to this file")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=1800.0,
+        help="seconds one measurement may take before it is stopped and reported as over the "
+        "limit (default 1800)",
+    )
     args = parser.parse_args(argv)
     about = {**machine(), "commit": commit()}
     console.print(about)
-    rows = [run_case(case) for case in (QUICK_CASES if args.quick else FULL_CASES)]
+    rows = [run_case(case, args.timeout) for case in (QUICK_CASES if args.quick else FULL_CASES)]
     report(rows)
     if args.json:
         with open(args.json, "w") as handle:
@@ -333,6 +385,11 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[red]differs from the MPS reference by {TOLERANCE} or more:[/] "
                       + ", ".join(failures))  # fmt: skip
         return 1
+    unfinished = incomplete(rows)
+    if unfinished:
+        console.print(f"[yellow]not fully compared (a measurement ran over {args.timeout:.0f} s):"
+                      "[/] " + ", ".join(unfinished))  # fmt: skip
+        return 2
     console.print("[green]all cases agree with the MPS reference[/]")
     return 0
 

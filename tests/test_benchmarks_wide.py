@@ -70,11 +70,34 @@ def test_in_process_and_job_path_agree_with_the_reference(reference_values):
 
 
 @pytest.mark.parametrize(
-    ("ours_err", "job_err", "failing"),
-    [(1e-12, 1e-12, []), (1e-8, 0.0, ["c"]), (0.0, 2e-3, ["c"]), (float("nan"), 0.0, ["c"])],
+    ("ours_err", "job_err", "disagreeing", "incomplete"),
+    [
+        (1e-12, 1e-12, [], []),
+        (1e-8, 0.0, ["c"], []),
+        (0.0, 2e-3, ["c"], []),
+        (float("nan"), 0.0, ["c"], []),
+        (1e-12, None, [], ["c"]),  # the job path ran over the time limit
+        (1.0, None, ["c"], ["c"]),
+        (None, None, [], ["c"]),
+    ],
 )
-def test_disagreement_is_either_path_at_or_over_the_tolerance(ours_err, job_err, failing):
-    assert wide.disagreeing([{"case": "c", "ours_err": ours_err, "job_err": job_err}]) == failing
+def test_a_compared_path_off_by_the_tolerance_fails_a_missing_one_is_incomplete(
+    ours_err, job_err, disagreeing, incomplete
+):
+    rows = [{"case": "c", "ours_err": ours_err, "job_err": job_err}]
+    assert wide.disagreeing(rows) == disagreeing
+    assert wide.incomplete(rows) == incomplete
+
+
+def test_a_measurement_over_the_time_limit_is_stopped_and_reported_as_none():
+    assert wide.in_fresh_process(_sleeps, SMALLEST, timeout=0.5) is None
+
+
+def _sleeps(case: wide.WideCase) -> dict:
+    import time
+
+    time.sleep(60)
+    return {}
 
 
 @pytest.mark.slow
