@@ -15,7 +15,7 @@ AIRFLOW_PORT ?= 0
 AIRFLOW_ENV := AIRFLOW_HOME=$(DEMO_HOME) AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
 	AIRFLOW__CORE__LOAD_EXAMPLES=False
 
-.PHONY: install demo airflow browser screenshots test test-fast test-lowest test-k8s test-engines engines cluster cluster-down test-cluster bench bench-quick bench-wide lint clean
+.PHONY: install demo airflow browser prometheus screenshots test test-fast test-lowest test-k8s test-engines engines cluster cluster-down test-cluster bench bench-quick bench-wide lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || ($(PYTHON) -m pip install --quiet virtualenv && $(PYTHON) -m virtualenv $(VENV))
@@ -44,11 +44,15 @@ airflow: install
 browser:
 	bash scripts/install_browser.sh
 
+# Debian's prometheus for the end-to-end metrics test (idempotent; root to install, as CI is)
+prometheus:
+	bash scripts/install_prometheus.sh
+
 # Run the browser test and keep its screenshots for docs/monitoring.md
 screenshots: install browser
 	HYBRID_SCREENSHOTS_DIR=$(CURDIR)/docs/images $(BIN)/python -m pytest -q tests/test_browser.py
 
-test: install browser test-lowest
+test: install browser prometheus test-lowest
 	$(BIN)/python -m pytest -q
 
 test-fast: install

@@ -23,13 +23,14 @@ from qiskit.quantum_info import PauliList
 
 from benchmarks import cases
 from hybrid_provider.core.cut.experiments import distinct_choices
-from hybrid_provider.core.cut.job import write_job
+from hybrid_provider.core.cut.job import subsystem_refs, write_job
 from hybrid_provider.core.cut.plan import plan_cuts
 from hybrid_provider.core.execute import simulate
 from hybrid_provider.core.execute.batch import run_batch
+from hybrid_provider.core.execute.choices import run_choices
 from hybrid_provider.core.execute.options import ExecutionOptions
 from hybrid_provider.core.execute.outcomes import Outcomes
-from hybrid_provider.core.pipeline import estimate_in_process, layouts, sample_outcomes
+from hybrid_provider.core.pipeline import estimate_in_process
 from hybrid_provider.core.reconstruct import arrays
 from hybrid_provider.core.reconstruct.combine import (
     FactorAccumulator,
@@ -67,14 +68,15 @@ def main(argv=None) -> int:
     if cupy is not None:
         choices = distinct_choices(plan)
         options = ExecutionOptions(mode="shots", shots=args.shots)
-        outcomes = Outcomes.concatenate([o for _, o in sample_outcomes(plan, options, choices)])
-        refs = layouts(plan, choices)
-        indices = {s.label: s.index for s in choices.subsystems}
+        outcomes = Outcomes.concatenate(list(run_choices(choices.subsystems, options, seed=[0, 0])))
+        refs = subsystem_refs(plan, choices)
 
         def reconstruct(xp):
             accumulator = FactorAccumulator(xp, refs, len(case.observables))
-            accumulator.add(0, outcomes)
-            result = combine_factors(xp, choices.coefficients, indices, accumulator.factors())
+            accumulator.add_outcomes(0, outcomes)
+            result = combine_factors(
+                xp, choices.coefficients, choices.indices, accumulator.factors()
+            )
             if xp is not np:
                 xp.cuda.Stream.null.synchronize()
             return result

@@ -25,17 +25,13 @@ from benchmarks import cases, reference
 from benchmarks.addon_results import addon_results
 from benchmarks.measure import machine, measure
 from hybrid_provider.core.cut.experiments import distinct_choices
-from hybrid_provider.core.cut.job import write_job
+from hybrid_provider.core.cut.job import subsystem_refs, write_job
 from hybrid_provider.core.cut.plan import plan_cuts
 from hybrid_provider.core.execute.batch import run_batch
+from hybrid_provider.core.execute.choices import run_choices
 from hybrid_provider.core.execute.options import ExecutionOptions
 from hybrid_provider.core.execute.outcomes import Outcomes
-from hybrid_provider.core.pipeline import (
-    estimate_in_process,
-    layouts,
-    predicted_std_errors,
-    sample_outcomes,
-)
+from hybrid_provider.core.pipeline import estimate_in_process, exact_means, predicted_std_errors
 from hybrid_provider.core.reconstruct.combine import (
     FactorAccumulator,
     combine_factors,
@@ -72,7 +68,7 @@ def ours(case: cases.Case, options: ExecutionOptions):
 
 
 def ours_job(case: cases.Case, options: ExecutionOptions, batches: int = 8):
-    """The distributed path on one machine: write_job (QPY) → run_batch each → reconstruct_job."""
+    """The distributed path on one machine: write_job (the plan) → run_batch each → reconstruct_job."""
     with tempfile.TemporaryDirectory() as store:
         plan = plan_of(case)
         job = write_job(case.circuit, plan, store, "bench", batches)
@@ -90,11 +86,12 @@ def check(label: str, ok: bool, detail: str) -> str:
 def reference_predicted_se(plan, prepared, shots: int) -> np.ndarray:
     """Delta-method standard error of the addon's estimator (every coefficient's subexperiments
     sampled independently with ``shots`` each), at the exact factors."""
-    from hybrid_provider.core.execute import direct
-
     choices = distinct_choices(plan)
-    coefficients, factors = direct.exact_factors(plan, choices=choices)
-    gathered = [f.means[f.index] for f in factors]
+    coefficients = choices.coefficients
+    gathered = [
+        means[choices.indices[s.label]]
+        for s, means in zip(choices.subsystems, exact_means(choices), strict=True)
+    ]
     variance = np.zeros(gathered[0].shape[1])
     from qiskit_addon_cutting.utils.observable_grouping import ObservableCollection
 
@@ -127,7 +124,7 @@ def run_case(case, shot_counts, *, with_reference: bool, rows: list, recon_rows:
             # Equal total shot budget: the addon runs every duplicate subexperiment, we run each
             # distinct one once, so ours gets the addon's total spread over fewer circuits.
             choices = distinct_choices(plan)
-            refs = layouts(plan, choices)
+            refs = subsystem_refs(plan, choices)
             addon_count = plan.num_coefficients * sum(r.num_groups for r in refs)
             our_count = sum(r.num_groups * r.num_distinct for r in refs)
             options = ExecutionOptions(mode="shots", shots=round(shots * addon_count / our_count))
@@ -204,14 +201,13 @@ def compare_reconstruction(case, plan, prepared, options) -> dict:
     """Ours vs reconstruct_expectation_values on the same outcomes (ours, duplicated for the
     addon by the coefficient → distinct index)."""
     choices = distinct_choices(plan)
-    parts = list(sample_outcomes(plan, options, choices))
-    outcomes = Outcomes.concatenate([p for _, p in parts])
-    refs = layouts(plan, choices)
-    indices = {s.label: s.index for s in choices.subsystems}
+    outcomes = Outcomes.concatenate(list(run_choices(choices.subsystems, options, seed=[0, 0])))
+    refs = subsystem_refs(plan, choices)
+    indices = choices.indices
 
     def ours_reconstruct():
         accumulator = FactorAccumulator(np, refs, len(case.observables))
-        accumulator.add(0, outcomes)
+        accumulator.add_outcomes(0, outcomes)
         return combine_factors(np, choices.coefficients, indices, accumulator.factors())
 
     mine = measure(ours_reconstruct)

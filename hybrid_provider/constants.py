@@ -81,3 +81,11 @@ RUN_ID_LABEL = f"{LABEL_PREFIX}/run-id"
 JOB_LABEL = f"{LABEL_PREFIX}/job"
 BATCH_LABEL = f"{LABEL_PREFIX}/batch"
 FLAVOR_LABEL = f"{LABEL_PREFIX}/flavor"
+
+# --- Metrics ---
+#: Prefix of every metric this project emits: the exporter's, Argo's (after Argo's own
+#: ``argo_workflows_``) and the operators' StatsD names (``hybrid_quantum.``).
+METRICS_PREFIX = "hybrid_quantum"
+#: Histogram buckets of durations, in seconds: a batch runs for a fraction of a second (a few
+#: exact subexperiments) up to hours (a QPU batch); it waits for quota about as long.
+DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600)

@@ -2,8 +2,9 @@
 
 A batch pod runs ``hybrid-quantum run-batch`` once and exits, usually before any scrape, so
 counters kept inside it would die with it. Everything worth counting is already in the store
-(each batch's sealed result record, each job's manifest, the reconstruction's result, and for
-the local backend each run's status and the shared queue's ledger), so the exporter
+(each batch's sealed result record, each job's manifest, the reconstruction's result, the
+wait's timeline of every batch through the queue, and for the local backend each run's status
+and the shared queue's ledger), so the exporter
 (``hybrid-quantum metrics``) reads the store when Prometheus scrapes: stateless, restart-safe,
 and true for pods that are long gone.
 
@@ -31,21 +32,19 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from hybrid_provider.backends.local.backend import RUNS_FOLDER, STATE_FILE
 from hybrid_provider.backends.local.queue import LEDGER_FILE, QUEUE_FOLDER, Ledger
-from hybrid_provider.backends.status import BatchPhase, Reason, WorkflowStatus
-from hybrid_provider.core import store
+from hybrid_provider.backends.status import BatchPhase, BatchStatus, Reason, WorkflowStatus
+from hybrid_provider.constants import DURATION_BUCKETS, METRICS_PREFIX
+from hybrid_provider.core import layout, store
 from hybrid_provider.core.errors import ArtifactError
 from hybrid_provider.core.execute.record import read_record
 from hybrid_provider.core.manifest import MANIFEST_NAME, load_manifest
 
 log = logging.getLogger(__name__)
 
-PREFIX = "hybrid_quantum"
-RECONSTRUCTION_FILE = "results/reconstruction.json"
+PREFIX = METRICS_PREFIX
+RECONSTRUCTION_FILE = layout.RECONSTRUCTION_RESULT
 UNKNOWN = "unknown"
 UNREADABLE = f"{PREFIX}_store_unreadable_files"
-#: Seconds: a batch runs for a fraction of a second (a few exact subexperiments) up to hours
-#: (a QPU batch); a batch waits for quota about as long.
-DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600)
 OVERHEAD_BUCKETS = (1, 10, 100, 1e3, 1e4, 1e5, 1e6)
 
 
@@ -72,11 +71,25 @@ class JobSample:
 
 @dataclass(frozen=True)
 class ReconstructionSample:
+    """One published reconstruction: how long it took, and each observable's value and
+    standard error (labelled by the job's name, as the cut task named it)."""
+
+    job_name: str
     array_module: str
     seconds: float
+    observables: tuple[str, ...]
+    values: tuple[float, ...]
+    std_errors: tuple[float, ...]
 
 
-Sample = BatchSample | JobSample | ReconstructionSample | WorkflowStatus | Ledger
+@dataclass(frozen=True)
+class Timeline:
+    """Every batch of one job as the wait last saw it (any backend): queue wait and attempts."""
+
+    batches: tuple[BatchStatus, ...]
+
+
+Sample = BatchSample | JobSample | ReconstructionSample | Timeline | WorkflowStatus | Ledger
 
 
 def _batch(path: str) -> BatchSample:
@@ -101,10 +114,31 @@ def _job(path: str) -> JobSample:
 
 def _reconstruction(path: str) -> ReconstructionSample:
     payload = store.read_json(path, what="reconstruction result")
+    job = path[: -len(RECONSTRUCTION_FILE)]
     try:
-        return ReconstructionSample(str(payload["array_module"]), float(payload["seconds"]))
+        observables = tuple(str(o) for o in payload["observables"])
+        values = tuple(float(v) for v in payload["values"])
+        std_errors = tuple(float(e) for e in payload["std_errors"])
+        if not len(observables) == len(values) == len(std_errors):
+            raise ValueError("observables, values and std_errors differ in length")
+        return ReconstructionSample(
+            job_name=load_manifest(job + MANIFEST_NAME).job_name,
+            array_module=str(payload["array_module"]),
+            seconds=float(payload["seconds"]),
+            observables=observables,
+            values=values,
+            std_errors=std_errors,
+        )
     except (KeyError, TypeError, ValueError) as exc:
-        raise ArtifactError(f"reconstruction result {path} lacks its timing ({exc})") from exc
+        raise ArtifactError(f"reconstruction result {path} is incomplete ({exc})") from exc
+
+
+def _timeline(path: str) -> Timeline:
+    payload = store.read_json(path, what="timeline")
+    try:
+        return Timeline(tuple(BatchStatus.model_validate(b) for b in payload["batches"]))
+    except (KeyError, TypeError) as exc:
+        raise ArtifactError(f"timeline {path} lists no batches ({exc})") from exc
 
 
 def _run(path: str) -> WorkflowStatus:
@@ -126,6 +160,8 @@ def reader_for(relative: str) -> Callable[[str], Sample] | None:
         return _job
     if relative.endswith("/" + RECONSTRUCTION_FILE):
         return _reconstruction
+    if relative.endswith("/" + layout.TIMELINE):
+        return _timeline
     if len(parts) >= 3 and parts[-2] == "results" and parts[-1].startswith("batch-"):
         return _batch if parts[-1].endswith(".json") else None
     return None
@@ -192,6 +228,7 @@ def families(samples: Iterable[Sample]) -> Iterator[Metric]:
     yield from _batch_families([s for s in samples if isinstance(s, BatchSample)])
     yield from _job_families([s for s in samples if isinstance(s, JobSample)])
     yield from _reconstruction_families([s for s in samples if isinstance(s, ReconstructionSample)])
+    yield from _timeline_families([s for s in samples if isinstance(s, Timeline)])
     yield from _run_families([s for s in samples if isinstance(s, WorkflowStatus)])
     yield from _queue_families([s for s in samples if isinstance(s, Ledger)])
 
@@ -256,13 +293,36 @@ def _job_families(jobs: list[JobSample]) -> Iterator[Metric]:
 
 def _reconstruction_families(results: list[ReconstructionSample]) -> Iterator[Metric]:
     by_module: dict[tuple[str, ...], list[float]] = defaultdict(list)
-    for r in results:
+    labels = ["job_name", "observable"]
+    values = GaugeMetricFamily(
+        f"{PREFIX}_result_value",
+        "Reconstructed expectation value of each observable",
+        labels=labels,
+    )
+    errors = GaugeMetricFamily(
+        f"{PREFIX}_result_standard_error",
+        "Standard error of each reconstructed value (0 in exact mode)",
+        labels=labels,
+    )
+    for r in sorted(results, key=lambda r: r.job_name):
         by_module[(r.array_module,)].append(r.seconds)
+        for observable, value, error in zip(r.observables, r.values, r.std_errors, strict=True):
+            values.add_metric([r.job_name, observable], value)
+            errors.add_metric([r.job_name, observable], error)
     yield _histogram(
         "reconstruction_duration_seconds",
         "Reconstruction of each published job, by array module (numpy or cupy)",
         ["array_module"],
         by_module,
+    )
+    yield from (values, errors)
+
+
+def _timeline_families(timelines: list[Timeline]) -> Iterator[Metric]:
+    yield from _queue_history(
+        "batch",
+        "batches of waited-for jobs (any backend)",
+        [b for t in timelines for b in t.batches],
     )
 
 
@@ -281,36 +341,47 @@ def _run_families(runs: list[WorkflowStatus]) -> Iterator[Metric]:
         "reused, failed, evicted)",
         labels=["flavor", "state"],
     )
+    states: dict[tuple[str, str], int] = defaultdict(int)
+    for run in runs:
+        for b in run.batches:
+            states[(b.flavor.value, batch_state(b.phase, b.reason, b.state))] += 1
+    for key, n in sorted(states.items()):
+        batches.add_metric(list(key), n)
+    yield batches
+    yield from _queue_history(
+        "local_batch", "local batches (live)", [b for run in runs for b in run.batches]
+    )
+
+
+def _queue_history(name: str, what: str, batches: list[BatchStatus]) -> Iterator[Metric]:
+    """Attempts, preemptions and queue wait per flavor: from the local backend's live run
+    status (``local_batch_*``), and from the timelines the wait writes for any backend
+    (``batch_*``)."""
     attempts = CounterMetricFamily(
-        f"{PREFIX}_local_batch_attempts",
-        "Attempts of local batches (a resubmit starts a batch's count again)",
+        f"{PREFIX}_{name}_attempts",
+        f"Attempts of {what} (a resubmit starts a batch's count again)",
         labels=["flavor"],
     )
     preemptions = CounterMetricFamily(
-        f"{PREFIX}_local_batch_preemptions",
-        "Attempts of local batches taken back (a runner gone, a requeue)",
+        f"{PREFIX}_{name}_preemptions",
+        f"Attempts of {what} taken back (preempted, evicted, a runner gone)",
         labels=["flavor"],
     )
-    states: dict[tuple[str, str], int] = defaultdict(int)
     tries: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     waits: dict[tuple[str, ...], list[float]] = defaultdict(list)
-    for run in runs:
-        for b in run.batches:
-            flavor = b.flavor.value
-            states[(flavor, batch_state(b.phase, b.reason, b.state))] += 1
-            tries[flavor][0] += b.attempts
-            tries[flavor][1] += len(b.preemptions)
-            if b.started_at and b.pending_since and b.started_at >= b.pending_since:
-                waits[(flavor,)].append((b.started_at - b.pending_since).total_seconds())
-    for key, n in sorted(states.items()):
-        batches.add_metric(list(key), n)
+    for b in batches:
+        flavor = b.flavor.value
+        tries[flavor][0] += b.attempts
+        tries[flavor][1] += len(b.preemptions)
+        if b.started_at and b.pending_since and b.started_at >= b.pending_since:
+            waits[(flavor,)].append((b.started_at - b.pending_since).total_seconds())
     for flavor, (n_attempts, n_preempted) in sorted(tries.items()):
         attempts.add_metric([flavor], n_attempts)
         preemptions.add_metric([flavor], n_preempted)
-    yield from (batches, attempts, preemptions)
+    yield from (attempts, preemptions)
     yield _histogram(
-        "local_batch_queue_wait_seconds",
-        "Wait for quota before each local batch's latest admission",
+        f"{name}_queue_wait_seconds",
+        f"Wait for quota before the latest admission of each of the {what}",
         ["flavor"],
         waits,
     )

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,12 @@ from qiskit.quantum_info import PauliList
 from hybrid_provider import metrics
 from hybrid_provider.backends.local.backend import LocalBackend
 from hybrid_provider.backends.spec import compile_spec
-from hybrid_provider.backends.status import WorkflowPhase
+from hybrid_provider.backends.status import (
+    BatchStatus,
+    Preemption,
+    WorkflowPhase,
+    WorkflowStatus,
+)
 from hybrid_provider.cli import main
 from hybrid_provider.core import store
 from hybrid_provider.core.cut.job import write_job
@@ -26,6 +32,7 @@ from hybrid_provider.core.cut.plan import plan_cuts
 from hybrid_provider.core.execute.options import ExecutionOptions
 from hybrid_provider.core.execute.record import read_record
 from hybrid_provider.core.manifest import artifact_uri
+from hybrid_provider.sensors.kueue_wait import write_timeline
 
 TIMEOUT = 60
 
@@ -108,6 +115,11 @@ def test_the_cli_serves_what_the_records_say(tmp_path, shot_job):
     assert _value(
         samples, "hybrid_quantum_reconstruction_duration_seconds_sum", **module
     ) == pytest.approx(result.seconds)
+    where = {"job_name": job.manifest.job_name, "observable": "ZZZZ"}
+    assert _value(samples, "hybrid_quantum_result_value", **where) == result.values[0]
+    assert (
+        _value(samples, "hybrid_quantum_result_standard_error", **where) == (result.std_errors[0])
+    )
     assert _value(samples, "hybrid_quantum_store_unreadable_files") == 0
 
 
@@ -140,6 +152,35 @@ def test_a_local_run_exports_its_batches_queue_and_quota(tmp_path):
     completed = [k for k in samples if k[0] == "hybrid_quantum_batches_completed_total"]
     assert [dict(k[1])["flavor"] for k in completed] == ["cpu"]  # the runner's flavor
     assert samples[completed[0]] == 4
+
+
+def test_the_waits_timeline_gives_queue_wait_and_attempts_on_any_backend(tmp_path, shot_job):
+    job, _ = shot_job
+    queued = datetime(2026, 11, 27, 1, 0, tzinfo=timezone.utc)
+    preempted = Preemption(at=queued + timedelta(seconds=5), message="preempted to fit a job")
+    batches = [
+        BatchStatus(index=0, flavor="gpu", pending_since=queued, started_at=queued, attempts=1),
+        BatchStatus(
+            index=1,
+            flavor="gpu",
+            pending_since=queued,
+            started_at=queued + timedelta(seconds=10),
+            attempts=2,
+            preemptions=[preempted],
+        ),
+        BatchStatus(index=2, flavor="gpu", pending_since=queued),  # still queued: no wait yet
+    ]
+    status = WorkflowStatus(
+        name="hq-k8s", backend="kubernetes", phase=WorkflowPhase.RUNNING, batches=batches
+    )
+    write_timeline(job.manifest_uri, status)
+
+    samples = _scrape(_serve(str(tmp_path)))
+    gpu = {"flavor": "gpu"}
+    assert _value(samples, "hybrid_quantum_batch_attempts_total", **gpu) == 3
+    assert _value(samples, "hybrid_quantum_batch_preemptions_total", **gpu) == 1
+    assert _value(samples, "hybrid_quantum_batch_queue_wait_seconds_count", **gpu) == 2
+    assert _value(samples, "hybrid_quantum_batch_queue_wait_seconds_sum", **gpu) == 0 + 10
 
 
 def test_a_steady_store_is_listed_but_not_read_again(tmp_path, shot_job, monkeypatch):
@@ -187,6 +228,7 @@ def test_an_empty_or_missing_store_exports_zeros(tmp_path):
         ("job/results/batch-00003.npz", None),
         ("job/results/batch-00003.json.tmp-host-1-abc", None),
         ("job/results/reconstruction.json", "_reconstruction"),
+        ("job/results/timeline.json", "_timeline"),
         ("job/subsystems/A.npz", None),
         ("_runs/hq-x/state.json", "_run"),
         ("_runs/hq-x/spec.json", None),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from datetime import datetime, timedelta, timezone
@@ -83,7 +84,9 @@ def test_the_four_operators_chain_over_the_local_backend(tmp_path, circuit_text,
     summary = _wait_until_done(tmp_path, submitted["workflow_name"], poke_interval=1000)
     assert summary["phase"] == "Succeeded" and summary["progress"] == "3/3"
     assert summary["by_flavor"] == {"cpu": {"finished": 3}}
-    assert "batch 2 (3 of 3) cpu finished: queued" in capsys.readouterr().out
+    log = capsys.readouterr().out
+    assert "batch 2 (3 of 3) cpu finished: queued" in log
+    assert_transitions_logged_once(log, 3)
     reconstruct = CupyReconstructOperator(task_id="reconstruct", manifest_uri=cut["manifest_uri"])
     result = reconstruct.execute(CONTEXT)
     assert result["array_module"] == "numpy"
@@ -101,6 +104,15 @@ def test_the_four_operators_chain_over_the_local_backend(tmp_path, circuit_text,
     assert (tmp_path / "tests" / "run-1" / "report.png").exists()
     assert (tmp_path / "tests" / "run-1" / "results" / "reconstruction.json").exists()
     assert_provenance(cut["manifest_uri"], submitted["workflow_name"])
+
+
+def assert_transitions_logged_once(log: str, total: int) -> None:
+    """Every batch's finish is logged once, as the wait observed it, with when it happened."""
+    for n in range(total):
+        finished = re.findall(
+            rf"batch {n} \({n + 1} of {total}\) cpu: (?:\w+ -> )?finished at", log
+        )
+        assert len(finished) == 1, (n, log[-2000:])
 
 
 def assert_provenance(manifest_uri: str, workflow: str) -> None:
@@ -359,7 +371,9 @@ def test_the_wait_defers_by_default_and_never_reschedules():
     assert (fallback.deferrable, fallback.mode) == (False, "poke")
 
 
-def test_a_deferred_wait_resumes_with_the_record_of_every_batch(tmp_path, circuit_text, capsys):
+def test_a_deferred_wait_resumes_with_the_record_of_every_batch(
+    tmp_path, circuit_text, capsys, caplog
+):
     import asyncio
 
     from airflow.sdk.exceptions import TaskDeferred
@@ -380,8 +394,9 @@ def test_a_deferred_wait_resumes_with_the_record_of_every_batch(tmp_path, circui
         async for event in deferred.value.trigger.run():
             return event.payload
 
-    event = asyncio.run(asyncio.wait_for(first_event(), timeout=90))
-    capsys.readouterr()
+    with caplog.at_level(logging.INFO):
+        event = asyncio.run(asyncio.wait_for(first_event(), timeout=90))
+    assert_transitions_logged_once(caplog.text + capsys.readouterr().out, 3)
     assert sensor.execute_complete(CONTEXT, event)["progress"] == "3/3"
     log = capsys.readouterr().out
     assert all(f"batch {n} ({n + 1} of 3) cpu finished: queued" in log for n in (0, 1, 2))

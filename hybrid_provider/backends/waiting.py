@@ -7,12 +7,14 @@ a TriggerEvent, and both log the same progress lines.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Any
 
 from hybrid_provider.backends.status import (
     Admission,
     BatchPhase,
+    BatchStatus,
     WorkflowPhase,
     WorkflowStatus,
 )
@@ -79,6 +81,54 @@ def blocked_message(name: str, blocked: list) -> str:
         "LocalQueue and ClusterQueue, or the executor image), or point the hybrid_quantum "
         "connection at the right ones"
     )
+
+
+#: What a wait remembers of each batch (by index) between polls: state, attempts, preemptions.
+Seen = dict[int, tuple[str, int, int]]
+
+
+def batch_name(index: int, total: int) -> str:
+    """One numbering everywhere: the 0-based index (as in the report, the runner's log and
+    the workflow's tasks), with its place for a reader who counts from one."""
+    return f"batch {index} ({index + 1} of {total})"
+
+
+def transitions(seen: Seen, status: WorkflowStatus) -> tuple[list[str], Seen]:
+    """One line per batch whose state, attempt or preemptions changed since the previous poll
+    (``seen``; empty at the first, which logs every batch as it stands), with when it happened
+    by the backend's clock, and what the next poll compares with."""
+    now: Seen = {b.index: (b.state, b.attempts, len(b.preemptions)) for b in status.batches}
+    lines = []
+    for b in status.batches:
+        before = seen.get(b.index)
+        if before == now[b.index]:
+            continue
+        name = f"{batch_name(b.index, status.total)} {b.flavor}"
+        for preemption in b.preemptions[before[2] if before else 0 :]:
+            lines.append(f"{name}: preempted at {clock(preemption.at)}: {preemption.message}")
+        was = f"{before[0]} -> " if before else ""
+        lines.append(f"{name}: {was}{b.state}{_transition_detail(b)}")
+    return lines, now
+
+
+def _transition_detail(batch: BatchStatus) -> str:
+    """When and how a batch reached its state (the poll may see it later)."""
+    if batch.phase == BatchPhase.SUCCEEDED:
+        took = f" in {batch.duration_s:.1f} s" if batch.duration_s is not None else ""
+        return f" at {clock(batch.finished_at)}{took}, attempt {batch.attempts}"
+    if batch.phase == BatchPhase.FAILED:
+        return f" at {clock(batch.finished_at)}: {batch.message or batch.reason}"
+    if batch.phase == BatchPhase.RUNNING:
+        return f" at {clock(batch.started_at)}, attempt {batch.attempts}"
+    if batch.admission == Admission.EVICTED:
+        return f": {batch.reason or 'Evicted'}: {batch.message or 'no message'}"
+    where = f", queue position {batch.queue_position}" if batch.queue_position is not None else ""
+    return f" since {clock(batch.pending_since)}{where}"
+
+
+def clock(moment: datetime | None) -> str:
+    """A moment as the wait's lines show it: UTC, to the millisecond; "—" when unknown."""
+    return moment.astimezone(timezone.utc).strftime("%H:%M:%S.%f")[:-3] if moment else "—"
 
 
 def progress_lines(status: WorkflowStatus) -> list[str]:

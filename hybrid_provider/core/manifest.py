@@ -15,19 +15,19 @@ import io
 import re
 from collections import Counter
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from hybrid_provider.core import store
+from hybrid_provider.core import layout, store
 from hybrid_provider.core.errors import ArtifactError
 from hybrid_provider.core.provenance import JobProvenance
 
 if TYPE_CHECKING:
     import numpy as np
 
-SCHEMA_VERSION = 2
-MANIFEST_NAME = "manifest.json"
+SCHEMA_VERSION = 3
+MANIFEST_NAME = layout.MANIFEST
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _PAULI = re.compile(r"[IXYZ]+")
 
@@ -52,21 +52,50 @@ class FileRef(_Model):
         return self
 
 
-class BatchRef(FileRef):
+class BatchRef(_Model):
+    """A contiguous range of the job's QPD term choices (subsystem-major), run as one unit.
+
+    ``sha256`` identifies what the batch computes (the plan and its range), so a stored result
+    is reused only by the batch that made it.
+    """
+
     index: int
-    first: int = Field(description="flat index of the batch's first subexperiment")
+    first: int = Field(description="the batch's first term choice, counted across subsystems")
     count: int
+    sha256: str
 
 
 class SubsystemRef(_Model):
-    """One subcircuit: its flat experiments are ``offset + distinct * num_groups + group``."""
+    """One subcircuit and where its work sits in the job's flat orders.
+
+    Its term choices are ``first_choice .. first_choice + num_distinct - 1``; its measured
+    subexperiments (one per choice and observable group, what a sampler runs) are
+    ``offset + distinct * num_groups + group``. ``sha256`` digests the subcircuit with its cuts,
+    so a batch that rebuilds it from the plan can tell it got the same one.
+    """
 
     label: str
     width: int
+    first_choice: int
     offset: int
     num_groups: int
     num_distinct: int
+    num_cuts: int
     subobservables: list[str]
+    sha256: str
+
+
+class CutSpec(_Model):
+    """Where the prepared circuit is cut: with it, enough to rebuild the partitioned problem.
+
+    Either per-qubit partition labels (every gate spanning two partitions is cut), or the cuts
+    automatic cut finding chose: instruction indices of cut gates, and for each cut wire the
+    position of its marker in the circuit with the markers inserted, and its qubit.
+    """
+
+    partition_labels: str | None = None
+    gate_cuts: list[int] = []
+    wire_cuts: list[tuple[int, int]] = []
 
 
 class CutSummary(_Model):
@@ -97,8 +126,11 @@ class JobManifest(_Model):
     num_subexperiments_redundant: int = Field(
         description="what generate_cutting_experiments would have produced"
     )
+    num_choices: int = Field(description="distinct QPD term choices over all subsystems")
     circuit: FileRef
-    reconstruction: FileRef
+    plan_circuit: FileRef
+    choices: FileRef
+    cut: CutSpec
     subsystems: list[SubsystemRef]
     batches: list[BatchRef]
     provenance: JobProvenance
@@ -106,6 +138,26 @@ class JobManifest(_Model):
     @property
     def num_batches(self) -> int:
         return len(self.batches)
+
+    def segments(self, batch: BatchRef) -> list[tuple[SubsystemRef, int, int]]:
+        """The batch's choices per subsystem: ``(subsystem, first distinct, end distinct)``."""
+        end = batch.first + batch.count
+        return [
+            (s, max(batch.first, s.first_choice) - s.first_choice, min(end, top) - s.first_choice)
+            for s in self.subsystems
+            if batch.first < (top := s.first_choice + s.num_distinct) and s.first_choice < end
+        ]
+
+    def measured_range(self, batch: BatchRef) -> tuple[int, int]:
+        """The batch's measured subexperiments (choice, then observable group), as a range."""
+        segments = self.segments(batch)
+        first, start, _ = segments[0]
+        last, _, end = segments[-1]
+        return first.offset + start * first.num_groups, last.offset + end * last.num_groups
+
+    def num_measured(self, batch: BatchRef) -> int:
+        first, end = self.measured_range(batch)
+        return end - first
 
     @model_validator(mode="after")
     def _consistent(self) -> JobManifest:
@@ -121,16 +173,17 @@ def _batch_problems(manifest: JobManifest) -> list[str]:
         if batch.index != position or batch.first != expected_first or batch.count < 1:
             problems.append(f"batch {position} does not continue the batches before it")
         expected_first = batch.first + batch.count
-    if not manifest.batches or expected_first != manifest.num_subexperiments:
-        problems.append("the batches do not cover the subexperiments exactly once")
+    if not manifest.batches or expected_first != manifest.num_choices:
+        problems.append("the batches do not cover the term choices exactly once")
     return problems
 
 
 def _subsystem_problems(manifest: JobManifest) -> list[str]:
-    problems, expected_offset = [], 0
+    problems, expected_offset, expected_choice = [], 0, 0
     for subsystem in manifest.subsystems:
         if (
             subsystem.offset != expected_offset
+            or subsystem.first_choice != expected_choice
             or min(subsystem.num_groups, subsystem.num_distinct) < 1
         ):
             problems.append(f"subsystem {subsystem.label} does not follow the ones before it")
@@ -139,7 +192,8 @@ def _subsystem_problems(manifest: JobManifest) -> list[str]:
         if len(subsystem.subobservables) != len(manifest.observables):
             problems.append(f"subsystem {subsystem.label} has one sub-observable per observable")
         expected_offset += subsystem.num_distinct * subsystem.num_groups
-    if expected_offset != manifest.num_subexperiments:
+        expected_choice += subsystem.num_distinct
+    if expected_offset != manifest.num_subexperiments or expected_choice != manifest.num_choices:
         problems.append("the subsystems do not account for every subexperiment")
     labels = [subsystem.label for subsystem in manifest.subsystems]
     if sorted(labels) != sorted(manifest.plan.subcircuit_widths):
@@ -213,35 +267,48 @@ def read_artifact(manifest_uri: str, ref: FileRef, what: str) -> bytes:
     return store.read_verified(artifact_uri(manifest_uri, ref.path), ref.sha256, what)
 
 
-def read_reconstruction_data(
-    manifest_uri: str, manifest: JobManifest
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """The QPD coefficients and, per subsystem, the distinct choice each coefficient uses.
+class ChoiceTables(NamedTuple):
+    """The plan's arrays: coefficients, and per subsystem (by label) each coefficient's term
+    choice and each choice's QPD terms (one column per cut of the subsystem, in circuit order)."""
 
-    Checked against the manifest's structure: an index past a subsystem's distinct choices
-    would otherwise gather the wrong factor, or fail deep inside NumPy.
+    coefficients: np.ndarray
+    indices: dict[str, np.ndarray]
+    terms: dict[str, np.ndarray]
+
+
+def read_choices(manifest_uri: str, manifest: JobManifest) -> ChoiceTables:
+    """The plan's arrays, checked against the manifest's structure.
+
+    An index past a subsystem's distinct choices would otherwise gather the wrong factor, or
+    fail deep inside NumPy.
     """
     import numpy as np  # here, not at import: specs, DAG files and provider info load this module
 
-    data = read_artifact(manifest_uri, manifest.reconstruction, "reconstruction data")
+    data = read_artifact(manifest_uri, manifest.choices, "the plan's term choices")
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            coefficients = npz["coefficients"]
-            indices = {s.label: npz[f"index_{s.label}"] for s in manifest.subsystems}
+            tables = ChoiceTables(
+                npz["coefficients"],
+                {s.label: npz[f"index_{s.label}"] for s in manifest.subsystems},
+                {s.label: npz[f"terms_{s.label}"] for s in manifest.subsystems},
+            )
     except (ValueError, KeyError, OSError) as exc:
-        raise ArtifactError(
-            f"reconstruction data of {manifest_uri} cannot be read ({exc})"
-        ) from exc
+        raise ArtifactError(f"the plan of {manifest_uri} cannot be read ({exc})") from exc
     size = manifest.plan.num_coefficients
-    fits = coefficients.shape == (size,) and all(
+    fits = tables.coefficients.shape == (size,) and all(
+        _fits(tables.indices[s.label], tables.terms[s.label], s, size) for s in manifest.subsystems
+    )
+    if not fits:
+        raise ArtifactError(f"the plan of {manifest_uri} does not fit its manifest: re-run the cut")
+    return tables
+
+
+def _fits(index: np.ndarray, terms: np.ndarray, subsystem: SubsystemRef, size: int) -> bool:
+    return (
         index.shape == (size,)
         and index.dtype.kind in "iu"
         and index.min(initial=0) >= 0
         and index.max(initial=0) < subsystem.num_distinct
-        for subsystem, index in zip(manifest.subsystems, indices.values(), strict=True)
+        and terms.shape == (subsystem.num_distinct, subsystem.num_cuts)
+        and terms.dtype.kind in "iu"
     )
-    if not fits:
-        raise ArtifactError(
-            f"reconstruction data of {manifest_uri} does not fit its manifest: re-run the cut step"
-        )
-    return coefficients, indices

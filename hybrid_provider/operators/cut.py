@@ -16,6 +16,7 @@ from hybrid_provider.operators._common import (
     safe_path,
     whole_number,
 )
+from hybrid_provider.operators._stats import report_cut
 
 
 class CutCircuitOperator(UsesHybridConnection, BaseOperator):
@@ -133,6 +134,7 @@ class CutCircuitOperator(UsesHybridConnection, BaseOperator):
                 ),
             )
         manifest = job.manifest
+        report_cut(self, job)
         self.log.info(
             "%s %d distinct subexperiments (the addon's generator would build %d) in %d batch(es): %s",
             "Reused" if job.reused else "Wrote",

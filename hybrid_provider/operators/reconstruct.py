@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, get_args
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
-from hybrid_provider.core import store
+from hybrid_provider.core import layout, store
 from hybrid_provider.core.errors import InputError
 from hybrid_provider.core.execute.options import Device
 from hybrid_provider.core.manifest import artifact_uri
@@ -19,11 +19,12 @@ from hybrid_provider.operators._common import (
     bad_input_fails_task,
     whole_number,
 )
+from hybrid_provider.operators._stats import report_reconstruction
 
 if TYPE_CHECKING:
     from hybrid_provider.core.reconstruct.combine import Reconstruction
 
-RESULTS_NAME = "results/reconstruction.json"
+RESULTS_NAME = layout.RECONSTRUCTION_RESULT
 
 
 class CupyReconstructOperator(UsesHybridConnection, BaseOperator):
@@ -70,6 +71,7 @@ class CupyReconstructOperator(UsesHybridConnection, BaseOperator):
             self._verify_sample()
             result = reconstruct_job(self.manifest_uri, device=self.device)
         self._log_provenance(result.mixed_software)
+        report_reconstruction(self, result)
         exact = exact_or_none(self.manifest_uri)
         self._log_values(result, exact)
         results_uri = artifact_uri(store.normalise_uri(self.manifest_uri), RESULTS_NAME)

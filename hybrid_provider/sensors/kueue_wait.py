@@ -10,13 +10,17 @@ from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException
 
 from hybrid_provider.backends.base import WorkflowBackend, get_backend
-from hybrid_provider.backends.status import BatchPhase, WorkflowStatus
+from hybrid_provider.backends.status import WorkflowStatus
 from hybrid_provider.backends.waiting import (
     TARGETS,
+    Seen,
     WaitState,
+    batch_name,
+    clock,
     evaluate,
     progress_lines,
     summary,
+    transitions,
 )
 from hybrid_provider.core import store
 from hybrid_provider.core.manifest import artifact_uri
@@ -85,7 +89,7 @@ class KueueWaitSensor(UsesHybridConnection, BaseSensorOperator):
         )
         self.deferrable = deferrable
         self.stop_on_kill = stop_on_kill
-        self._last_poke: datetime | None = None
+        self._seen: Seen = {}
 
     @property
     def _workflow(self) -> str:
@@ -127,23 +131,9 @@ class KueueWaitSensor(UsesHybridConnection, BaseSensorOperator):
         raise AirflowFailException(message)
 
     def _log_progress(self, status: WorkflowStatus) -> None:
-        """Batches finished since the last poke, then where the rest stand."""
-        now = datetime.now(timezone.utc)
-        since = self._last_poke or now - timedelta(seconds=float(self.poke_interval))
-        for batch in status.batches:
-            if (
-                batch.phase == BatchPhase.SUCCEEDED
-                and batch.finished_at
-                and batch.finished_at > since
-            ):
-                self.log.info(
-                    "%s done in %.1f s (%s)",
-                    batch_name(batch.index, status.total),
-                    batch.duration_s or 0.0,
-                    batch.flavor,
-                )
-        self._last_poke = now
-        for line in progress_lines(status):
+        """Each batch's transitions since the last poke, then where the workflow stands."""
+        lines, self._seen = transitions(self._seen, status)
+        for line in [*lines, *progress_lines(status)]:
             self.log.info("%s", line)
 
     def _summarise(self, status: WorkflowStatus) -> None:
@@ -217,18 +207,9 @@ def _event_state(event: dict[str, Any]) -> WaitState:
         return WaitState.FAILED
 
 
-def batch_name(index: int, total: int) -> str:
-    """One numbering everywhere: the 0-based index (as in the report, the runner's log and
-    the workflow's tasks), with its place for a reader who counts from one."""
-    return f"batch {index} ({index + 1} of {total})"
-
-
 def timeline_lines(status: WorkflowStatus) -> list[str]:
     """One line per batch: when it was queued, started and finished, and how long it queued
     (UTC; the last attempt's, with the count of attempts and preemptions)."""
-
-    def clock(moment: datetime | None) -> str:
-        return moment.astimezone(timezone.utc).strftime("%H:%M:%S.%f")[:-3] if moment else "—"
 
     lines = [f"Timeline of {status.name} ({status.phase.value}, {status.progress} done; UTC):"]
     for b in status.batches:

@@ -17,7 +17,14 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from hybrid_provider.backends.base import get_backend
-from hybrid_provider.backends.waiting import WaitState, evaluate, progress_lines, summary
+from hybrid_provider.backends.waiting import (
+    Seen,
+    WaitState,
+    evaluate,
+    progress_lines,
+    summary,
+    transitions,
+)
 from hybrid_provider.core.errors import HybridQuantumError
 
 
@@ -70,13 +77,15 @@ class KueueWaitTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         backend = self._backend()
+        seen: Seen = {}
         while True:
             try:
                 status = await backend.astatus(self.workflow_name)
             except HybridQuantumError as exc:
                 yield TriggerEvent({"state": WaitState.UNREACHABLE.value, "message": str(exc)})
                 return
-            for line in progress_lines(status):
+            lines, seen = transitions(seen, status)
+            for line in [*lines, *progress_lines(status)]:
                 self.log.info("%s", line)
             verdict = evaluate(status, self.target, self.queue_wait_timeout)
             if verdict.over:

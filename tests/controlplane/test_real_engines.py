@@ -111,6 +111,26 @@ def admitted_workloads(real: RealCluster) -> list[str]:
     return held
 
 
+def argo_batch_metrics(real: RealCluster) -> dict[tuple[str, tuple], float]:
+    """The batch templates' custom metrics on Argo's controller ``/metrics`` (compile.py's
+    ``batch_metrics``): (name, sorted labels) -> value, for every ``hybrid_quantum_`` sample.
+    Argo 4 serves counters without ``_total``; a ``_total`` is dropped all the same, so the
+    names read the same after an exporter change."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    url = f"http://127.0.0.1:{real.state.ports['argo-metrics']}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    return {
+        (s.name.removesuffix("_total"), tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if "hybrid_quantum_" in s.name
+    }
+
+
 def live_pods(real: RealCluster, workflow: str) -> list[dict]:
     return [p for p in real.pods(f"workflows.argoproj.io/workflow={workflow}")
             if p.get("status", {}).get("phase") in ("Pending", "Running")]  # fmt: skip
@@ -171,6 +191,7 @@ def test_a_quota_for_two_pods_admits_at_most_two_batches_at_once(real_cluster, c
     job, circuit = small_job(real_cluster, "quota-eight", 8)
     runner = backend(real_cluster)
     spec = spec_for(job, "hq-quota-eight")
+    metrics_before = argo_batch_metrics(real_cluster)
     runner.submit(spec)
     assert runner.submit(spec).name == spec.name, "a second submit reattaches"
     other = spec.model_copy(update={"execution": ExecutionOptions(mode="shots", shots=64)})
@@ -190,6 +211,24 @@ def test_a_quota_for_two_pods_admits_at_most_two_batches_at_once(real_cluster, c
     assert max(samples) == 2, "the quota was never used to the full"
     assert_exact(job, circuit)
     assert_ran_in_pods(job, workflow="hq-quota-eight", flavor="cpu")
+    # Argo's controller serves the batch templates' metrics: 8 attempts that succeeded, and
+    # the time to success of 8 batches
+    attempts = ("argo_workflows_hybrid_quantum_batch_attempts",
+                (("flavor", "cpu"), ("status", "Succeeded")))  # fmt: skip
+    seconds = ("argo_workflows_hybrid_quantum_batch_seconds_count", (("flavor", "cpu"),))
+
+    def grown() -> dict[tuple[str, tuple], float]:
+        now = argo_batch_metrics(real_cluster)
+        return {key: value - metrics_before.get(key, 0.0) for key, value in now.items()}
+
+    real_cluster.wait_for(
+        "Argo's batch metrics",
+        lambda: sum(v for (name, _), v in grown().items() if "batch_attempts" in name) >= 8,
+        timeout=30,
+    )
+    delta = grown()
+    print("Argo batch metrics grown by the run:", delta)
+    assert delta[attempts] == 8 and delta[seconds] == 8, delta
 
 
 def assert_ran_in_pods(job, *, workflow: str, flavor: str) -> None:

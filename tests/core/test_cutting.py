@@ -7,7 +7,6 @@ Tolerances: exact mode 1e-8; shot mode 4 standard errors; same-results reconstru
 
 from __future__ import annotations
 
-import io
 import math
 import re
 import time
@@ -16,7 +15,7 @@ import warnings
 import numpy as np
 import pytest
 from helpers import exact_values, random_ansatz, run_job, wire_cut_circuit
-from qiskit import QuantumCircuit, qasm2, qpy
+from qiskit import QuantumCircuit, qasm2
 from qiskit.circuit.library import efficient_su2
 from qiskit.primitives import PrimitiveResult, SamplerPubResult
 from qiskit.primitives.containers import BitArray, DataBin
@@ -24,7 +23,8 @@ from qiskit.quantum_info import PauliList
 from qiskit_addon_cutting import generate_cutting_experiments, reconstruct_expectation_values
 
 from hybrid_provider.core.cut import plan as plan_module
-from hybrid_provider.core.cut.experiments import generate_distinct_experiments
+from hybrid_provider.core.cut.experiments import distinct_choices, measured_circuits
+from hybrid_provider.core.cut.job import write_job
 from hybrid_provider.core.cut.plan import (
     FIND_CUTS_SECONDS,
     plan_cuts,
@@ -32,11 +32,11 @@ from hybrid_provider.core.cut.plan import (
     readable_magnitude,
 )
 from hybrid_provider.core.errors import CutPlanError, InputError
-from hybrid_provider.core.execute.batch import load_result
+from hybrid_provider.core.execute.batch import load_result, plan_choices
+from hybrid_provider.core.execute.deferred import compile_subsystem, deferred_term_circuit
 from hybrid_provider.core.execute.options import ExecutionOptions
-from hybrid_provider.core.execute.simulate import deferred_measurement_circuit
 from hybrid_provider.core.inputs import load_circuit
-from hybrid_provider.core.manifest import load_manifest, read_artifact
+from hybrid_provider.core.manifest import load_manifest, read_choices
 
 EXACT_TOLERANCE = 1e-8
 
@@ -183,13 +183,12 @@ def test_subexperiments_wider_than_the_simulator_are_refused_at_cut_time():
         )
     plan = plan_cuts(circuit, PauliList(["Z" * 12]), partition_labels="A" * 6 + "B" * 6)
     assert plan.simulated_widths == {"A": 9, "B": 9}
-    assert (
-        max(
-            deferred_measurement_circuit(c)[0].num_qubits
-            for c in generate_distinct_experiments(plan).circuits
-        )
-        == 9
-    )  # the bound is what the simulator allocates
+    widths = [
+        deferred_term_circuit(compile_subsystem(s.subcircuit), positions).circuit.num_qubits
+        for s in distinct_choices(plan).subsystems
+        for positions in s.positions
+    ]
+    assert max(widths) == 9  # the bound is what the simulator allocates
 
 
 @pytest.mark.parametrize(
@@ -221,29 +220,30 @@ def test_overheads_never_read_inf(log10, text):
 def test_distinct_subexperiments_equal_the_addons_circuit_for_circuit(circuit, plan_options):
     observables = PauliList(["Z" * circuit.num_qubits, "X" * circuit.num_qubits])
     plan = plan_cuts(circuit, observables, **plan_options)
-    ours = generate_distinct_experiments(plan)
+    ours = distinct_choices(plan)
     theirs, coefficients = generate_cutting_experiments(
         plan.problem.subcircuits, plan.problem.subobservables, np.inf
     )
     theirs = {str(label): circuits for label, circuits in theirs.items()}
     np.testing.assert_allclose(ours.coefficients, [c for c, _ in coefficients], rtol=0, atol=1e-15)
-    assert ours.num_redundant == sum(len(v) for v in theirs.values())
-    assert len(ours.circuits) < ours.num_redundant
     for subsystem in ours.subsystems:
-        for i in range(len(coefficients)):
-            for k in range(subsystem.num_groups):
-                mine = ours.circuits[
-                    subsystem.offset + subsystem.index[i] * subsystem.num_groups + k
-                ]
-                assert mine == theirs[subsystem.label][i * subsystem.num_groups + k]
+        mine = list(measured_circuits(subsystem))
+        num_groups = len(subsystem.groups)
+        assert len(mine) < len(theirs[subsystem.label])
+        for i, distinct in enumerate(ours.indices[subsystem.label]):
+            for k in range(num_groups):
+                assert (
+                    mine[distinct * num_groups + k] == theirs[subsystem.label][i * num_groups + k]
+                )
 
 
-def test_reference_case_deduplicates_864_subexperiments_to_500():
+def test_reference_case_deduplicates_864_subexperiments_to_500(tmp_path):
     circuit = random_ansatz(12, reps=3)
     plan = plan_cuts(circuit, PauliList(["Z" * 12, "X" * 12]), partition_labels="AAAAAABBBBBB")
-    experiments = generate_distinct_experiments(plan)
-    assert experiments.num_redundant == 864
-    assert len(experiments.circuits) == 2 * 5**3 * 2
+    manifest = write_job(circuit, plan, str(tmp_path), "dedup", num_batches=4).manifest
+    assert manifest.num_subexperiments_redundant == 864
+    assert manifest.num_subexperiments == 2 * 5**3 * 2  # subsystems x choices x groups
+    assert manifest.num_choices == 2 * 5**3  # what exact mode simulates
 
 
 @pytest.mark.parametrize(
@@ -360,15 +360,16 @@ def test_reconstruction_equals_the_addons_on_the_same_sampler_results(tmp_path):
         partition_labels="AAABBB",
     )
     manifest = load_manifest(job.manifest_uri)
-    with np.load(
-        io.BytesIO(read_artifact(job.manifest_uri, manifest.reconstruction, "data"))
-    ) as npz:
-        coefficients = npz["coefficients"]
-        indices = {s.label: npz[f"index_{s.label}"] for s in manifest.subsystems}
-    outcomes_by_experiment, circuits = [], []
+    tables = read_choices(job.manifest_uri, manifest)
+    coefficients, indices = tables.coefficients, tables.indices
+    circuits = [
+        circuit
+        for subsystem in plan_choices(job.manifest_uri, manifest).values()
+        for circuit in measured_circuits(subsystem)
+    ]
+    outcomes_by_experiment = []
     for batch in manifest.batches:
         outcomes, _ = load_result(job.manifest_uri, manifest, batch.index)
-        circuits += qpy.load(io.BytesIO(read_artifact(job.manifest_uri, batch, "batch")))
         for j in range(outcomes.num_experiments):
             window = slice(outcomes.offsets[j], outcomes.offsets[j + 1])
             outcomes_by_experiment.append(

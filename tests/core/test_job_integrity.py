@@ -98,7 +98,7 @@ def test_a_manifest_of_the_previous_format_is_refused_with_the_fix(job_folder, t
     payload = json.loads((job_dir / "manifest.json").read_text())
     payload["schema_version"] = 1
     (tmp_path / "manifest.json").write_text(json.dumps(payload))
-    with pytest.raises(ArtifactError, match="schema version 1, this release reads 2: re-run"):
+    with pytest.raises(ArtifactError, match="schema version 1, this release reads 3: re-run"):
         load_manifest(f"file://{tmp_path}/manifest.json")
 
 

@@ -11,16 +11,21 @@ from qiskit.quantum_info import PauliList
 
 from benchmarks import cases as benchmark_cases
 from hybrid_provider.core.cut.experiments import distinct_choices
-from hybrid_provider.core.cut.job import write_job
+from hybrid_provider.core.cut.job import subsystem_refs, write_job
 from hybrid_provider.core.cut.plan import plan_cuts
 from hybrid_provider.core.errors import InputError
-from hybrid_provider.core.execute import simulate
+from hybrid_provider.core.execute import deferred, simulate
 from hybrid_provider.core.execute.allocation import allocate_shots, proportional
-from hybrid_provider.core.execute.batch import execute_circuits, load_result, run_batch
-from hybrid_provider.core.execute.options import ExecutionOptions, execution_options
+from hybrid_provider.core.execute.batch import load_result, run_batch
+from hybrid_provider.core.execute.choices import num_measured, run_choices
+from hybrid_provider.core.execute.options import (
+    DEFAULT_SAMPLER,
+    ExecutionOptions,
+    execution_options,
+)
 from hybrid_provider.core.execute.outcomes import Outcomes
-from hybrid_provider.core.manifest import load_manifest, read_artifact
-from hybrid_provider.core.pipeline import estimate_in_process, layouts, predicted_std_errors
+from hybrid_provider.core.manifest import load_manifest, read_choices
+from hybrid_provider.core.pipeline import estimate_in_process, predicted_std_errors
 from hybrid_provider.core.reconstruct import arrays
 from hybrid_provider.core.reconstruct.combine import (
     FactorAccumulator,
@@ -77,32 +82,28 @@ def test_streaming_reconstruction_equals_all_at_once(tmp_path, su2_case):
 
     manifest = load_manifest(job.manifest_uri)
     parts = [load_result(job.manifest_uri, manifest, b.index)[0] for b in manifest.batches]
-    import io
-
-    with np.load(io.BytesIO(read_artifact(job.manifest_uri, manifest.reconstruction, "r"))) as npz:
-        coefficients = npz["coefficients"]
-        indices = {s.label: npz[f"index_{s.label}"] for s in manifest.subsystems}
+    tables = read_choices(job.manifest_uri, manifest)
     all_at_once = FactorAccumulator(np, manifest.subsystems, len(manifest.observables))
-    all_at_once.add(0, Outcomes.concatenate(parts))
-    ordered = {s.label: indices[s.label] for s in manifest.subsystems}
-    values, errors = combine_factors(np, coefficients, ordered, all_at_once.factors())
+    all_at_once.add_outcomes(0, Outcomes.concatenate(parts))
+    values, errors = combine_factors(np, tables.coefficients, tables.indices, all_at_once.factors())
     np.testing.assert_allclose(streamed.values, values, rtol=0, atol=1e-12)
     np.testing.assert_allclose(streamed.std_errors, errors, rtol=0, atol=1e-12)
 
 
-def test_accumulator_accepts_ranges_in_any_order(tmp_path, su2_case):
+@pytest.mark.parametrize("options", [ExecutionOptions(), ExecutionOptions(mode="shots", shots=50)])
+def test_accumulator_accepts_ranges_in_any_order(tmp_path, su2_case, options):
     circuit, labels, plan = su2_case
     job = write_job(circuit, plan, str(tmp_path), "order", num_batches=3)
     for batch in job.manifest.batches:
-        run_batch(job.manifest_uri, batch.index, ExecutionOptions(), manifest=job.manifest)
+        run_batch(job.manifest_uri, batch.index, options, manifest=job.manifest)
     manifest = load_manifest(job.manifest_uri)
     forward = FactorAccumulator(np, manifest.subsystems, len(labels))
     backward = FactorAccumulator(np, manifest.subsystems, len(labels))
     results = [load_result(job.manifest_uri, manifest, b.index)[0] for b in manifest.batches]
     for batch, outcomes in zip(manifest.batches, results, strict=True):
-        forward.add(batch.first, outcomes)
+        forward.add_batch(manifest, batch, outcomes)
     for batch, outcomes in reversed(list(zip(manifest.batches, results, strict=True))):
-        backward.add(batch.first, outcomes)
+        backward.add_batch(manifest, batch, outcomes)
     for (m1, v1), (m2, v2) in zip(forward.factors(), backward.factors(), strict=True):
         np.testing.assert_array_equal(m1, m2)
         np.testing.assert_array_equal(v1, v2)
@@ -119,10 +120,9 @@ def test_proportional_keeps_budget_and_gives_everyone_a_shot():
 def test_weighted_allocation_keeps_total_and_lowers_standard_error(wire_case):
     circuit, labels, plan = wire_case
     choices = distinct_choices(plan)
-    refs = layouts(plan, choices)
-    indices = {s.label: s.index for s in choices.subsystems}
-    uniform = allocate_shots(4096, choices.coefficients, refs, indices, "uniform")
-    weighted = allocate_shots(4096, choices.coefficients, refs, indices, "weighted")
+    refs = subsystem_refs(plan, choices)
+    uniform = allocate_shots(4096, choices.coefficients, refs, choices.indices, "uniform")
+    weighted = allocate_shots(4096, choices.coefficients, refs, choices.indices, "weighted")
     assert uniform.sum() == weighted.sum() == 4096 * len(uniform)
     assert len(set(weighted.tolist())) > 1
     before = predicted_std_errors(plan, 4096, "uniform")
@@ -152,16 +152,17 @@ def test_shot_allocation_refused_in_exact_mode():
         execution_options(mode="exact", shot_allocation="weighted")
 
 
-def test_per_circuit_shots_reach_the_sampler_path(su2_case):
+@pytest.mark.parametrize("sampler", ["aer-sampler", DEFAULT_SAMPLER])
+def test_per_circuit_shots_reach_every_shot_path(su2_case, sampler):
     _, _, plan = su2_case
-    from hybrid_provider.core.cut.experiments import generate_distinct_experiments
-
-    circuits = generate_distinct_experiments(plan).circuits[:3]
-    options = ExecutionOptions(mode="shots", shots=100, sampler="aer-sampler")
-    outcomes = execute_circuits(circuits, options, seed=[1, 0], shots=[10, 20, 30])
-    assert outcomes.shots.tolist() == [10, 20, 30]
+    first = distinct_choices(plan).subsystems[0]
+    segment = first.select(0, 3 // len(first.groups) or 1)
+    counts = np.arange(1, num_measured([segment]) + 1) * 10
+    options = ExecutionOptions(mode="shots", shots=100, sampler=sampler)
+    (outcomes,) = run_choices([segment], options, seed=[1, 0], shots=counts)
+    assert outcomes.shots.tolist() == counts.tolist()
     totals = np.add.reduceat(outcomes.weights, outcomes.offsets[:-1])
-    assert totals.tolist() == [10, 20, 30]
+    assert totals.tolist() == counts.tolist()
 
 
 def test_reconstruction_falls_back_to_numpy_without_a_gpu(monkeypatch, caplog):
@@ -198,3 +199,26 @@ def test_aer_gpu_request_falls_back_to_cpu(monkeypatch, tmp_path, su2_case):
     np.testing.assert_allclose(
         result.reconstruction.values, exact_values(circuit, labels), atol=1e-10
     )
+
+
+def test_the_prefix_tree_gives_the_means_of_one_circuit_per_choice(monkeypatch, wire_case):
+    """Wide subcircuits share the gates before each cut (a statevector handed between Aer
+    calls); forced on for narrow ones here, it must agree with one circuit per choice."""
+    _, _, plan = wire_case
+    subsystems = [*distinct_choices(plan).subsystems, *_su2_choices(3)]
+    flat = [np.concatenate(list(deferred.exact_means(s))) for s in subsystems]
+    taken = []
+    real_tree = deferred._tree_means
+    monkeypatch.setattr(deferred, "TREE_MIN_QUBITS", 1)
+    monkeypatch.setattr(deferred, "STATE_HANDOFF_GATES", 0)
+    monkeypatch.setattr(deferred, "_tree_means", lambda *a: taken.append(1) or real_tree(*a))
+    tree = [np.concatenate(list(deferred.exact_means(s))) for s in subsystems]
+    assert len(taken) == len(subsystems) - 1  # not where the first cut is the first step
+    for ours, reference in zip(tree, flat, strict=True):
+        np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-12)
+
+
+def _su2_choices(cuts: int):
+    case = benchmark_cases.scaling_case(cuts)
+    plan = plan_cuts(case.circuit, PauliList(case.observables), partition_labels=case.partition)
+    return distinct_choices(plan).subsystems

@@ -22,7 +22,7 @@ from hybrid_provider.core import provenance, store
 from hybrid_provider.core.cut.job import write_job
 from hybrid_provider.core.cut.plan import plan_cuts
 from hybrid_provider.core.errors import ArtifactError
-from hybrid_provider.core.execute import simulate
+from hybrid_provider.core.execute import deferred
 from hybrid_provider.core.execute.batch import run_batch
 from hybrid_provider.core.execute.options import ExecutionOptions
 from hybrid_provider.core.execute.record import outcomes_uri, read_record, record_uri
@@ -208,12 +208,12 @@ def test_verify_names_the_software_that_differs_when_a_rerun_does_not_match(
     plan = plan_cuts(circuit, PauliList(OBSERVABLES), partition_labels="AABB")
     job = write_job(circuit, plan, str(tmp_path), "aer", 2)
     run_batch(job.manifest_uri, 0, ExecutionOptions())
-    real = simulate.exact_distributions
-    nudged = lambda *a, **k: [(v, w * (1 + 1e-12)) for v, w in real(*a, **k)]  # noqa: E731
+    real = deferred.exact_means
+    nudged = lambda *a, **k: (means * (1 + 1e-12) for means in real(*a, **k))  # noqa: E731
     other = Software(python=provenance.software().python,
                      packages={**provenance.software().packages, "qiskit-aer": "9.9.9"})  # fmt: skip
     with monkeypatch.context() as patch:
-        patch.setattr(simulate, "exact_distributions", nudged)
+        patch.setattr(deferred, "exact_means", nudged)
         patch.setattr(batch_module, "software", lambda: other)
         run_batch(job.manifest_uri, 1, ExecutionOptions())
     checks = verify_job(job.manifest_uri).checks

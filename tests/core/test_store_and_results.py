@@ -7,9 +7,11 @@ import json
 import numpy as np
 import pytest
 from helpers import random_ansatz, run_job
+from qiskit import qasm2
 from qiskit.quantum_info import PauliList
 
 import hybrid_provider.core.cut.job as job_module
+import hybrid_provider.core.execute.batch as batch_module
 from hybrid_provider.core import store
 from hybrid_provider.core.cut.job import write_job
 from hybrid_provider.core.cut.plan import plan_cuts
@@ -17,6 +19,7 @@ from hybrid_provider.core.errors import ArtifactError, InputError
 from hybrid_provider.core.execute.batch import run_batch
 from hybrid_provider.core.execute.options import ExecutionOptions, execution_options
 from hybrid_provider.core.execute.record import outcomes_uri, record_uri
+from hybrid_provider.core.inputs import load_circuit
 from hybrid_provider.core.manifest import MANIFEST_NAME, artifact_uri, load_manifest
 from hybrid_provider.core.reconstruct.combine import reconstruct_job
 
@@ -31,9 +34,9 @@ def test_manifest_lists_every_file_with_its_checksum(tmp_path, plan):
     circuit, cut_plan = plan
     job = write_job(circuit, cut_plan, str(tmp_path), "night/1", num_batches=3)
     manifest = load_manifest(job.manifest_uri)
-    assert manifest.schema_version == 2 and manifest.num_batches == 3
-    assert sum(b.count for b in manifest.batches) == manifest.num_subexperiments
-    for ref in [manifest.circuit, manifest.reconstruction, *manifest.batches]:
+    assert manifest.schema_version == 3 and manifest.num_batches == 3
+    assert sum(b.count for b in manifest.batches) == manifest.num_choices
+    for ref in [manifest.circuit, manifest.plan_circuit, manifest.choices]:
         data = store.read_bytes(artifact_uri(job.manifest_uri, ref.path))
         assert store.sha256(data) == ref.sha256
 
@@ -44,7 +47,7 @@ def test_a_crash_while_writing_leaves_no_manifest(tmp_path, plan, monkeypatch):
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(job_module, "_write_batches", crash)
+    monkeypatch.setattr(job_module, "_batches", crash)
     with pytest.raises(OSError, match="disk full"):
         write_job(circuit, cut_plan, str(tmp_path), "job", num_batches=2)
     assert not (tmp_path / "job" / MANIFEST_NAME).exists()
@@ -59,6 +62,21 @@ def test_rewriting_the_same_job_reuses_it_and_a_different_one_is_refused(tmp_pat
         write_job(circuit, cut_plan, str(tmp_path), "job", num_batches=3)
 
 
+def test_the_same_file_loaded_twice_in_one_process_is_the_same_job(tmp_path):
+    """Qiskit names each loaded circuit circuit-<counter>: a retried cut in the same process
+    (dags test, a notebook) must still find its job."""
+    path = tmp_path / "c.qasm"
+    path.write_text(qasm2.dumps(random_ansatz(4, reps=1)))
+    first, second = load_circuit(str(path)), load_circuit(str(path))
+    assert first.name != second.name
+    observables = PauliList(["ZZZZ"])
+    jobs = [
+        write_job(c, plan_cuts(c, observables, partition_labels="AABB"), str(tmp_path), "j", 2)
+        for c in (first, second)
+    ]
+    assert jobs[1].reused and jobs[1].manifest == jobs[0].manifest
+
+
 def test_a_finished_batch_is_not_run_again_but_other_options_run_it(tmp_path, plan):
     circuit, cut_plan = plan
     job = write_job(circuit, cut_plan, str(tmp_path), "job", num_batches=2)
@@ -69,14 +87,32 @@ def test_a_finished_batch_is_not_run_again_but_other_options_run_it(tmp_path, pl
     assert not run_batch(job.manifest_uri, 0, shots).skipped
 
 
-def test_tampered_batch_input_is_refused_by_name(tmp_path, plan):
+@pytest.mark.parametrize(
+    ("relative", "what"),
+    [("plan/circuit.qpy", "plan"), ("plan/choices.npz", "the plan's term choices")],
+)
+def test_a_tampered_plan_is_refused_by_name(tmp_path, plan, relative, what):
     circuit, cut_plan = plan
     job = write_job(circuit, cut_plan, str(tmp_path), "job", num_batches=2)
-    batch_file = tmp_path / "job" / "subexperiments" / "batch-00001.qpy"
-    batch_file.write_bytes(batch_file.read_bytes() + b"x")
-    with pytest.raises(ArtifactError, match=r"batch 1 .*fails its checksum"):
+    tampered = tmp_path / "job" / relative
+    tampered.write_bytes(tampered.read_bytes() + b"x")
+    with pytest.raises(ArtifactError, match=rf"{what} .*fails its checksum"):
         run_batch(job.manifest_uri, 1, ExecutionOptions())
     assert not (tmp_path / "job" / "results" / "batch-00001.json").exists()
+
+
+def test_a_plan_that_rebuilds_differently_is_refused(tmp_path, plan, monkeypatch):
+    """Another qiskit-addon-cutting could partition the same inputs differently: the batch
+    compares each rebuilt subcircuit's digest with the manifest's before running anything."""
+    circuit, cut_plan = plan
+    job = write_job(circuit, cut_plan, str(tmp_path), "job", num_batches=2)
+    real = batch_module.build_problem
+    monkeypatch.setattr(
+        batch_module, "build_problem", lambda c, o, cut: real(c.reverse_bits(), o, cut)
+    )
+    with pytest.raises(ArtifactError, match="subcircuit A rebuilt from the stored plan differs"):
+        run_batch(job.manifest_uri, 0, ExecutionOptions())
+    assert not (tmp_path / "job" / "results" / "batch-00000.json").exists()
 
 
 def test_reconstruction_names_missing_and_corrupt_batches_and_publishes_nothing(tmp_path, plan):

@@ -20,6 +20,7 @@ from typing import Any
 
 from hera.workflows import DAG, Container, Parameter, Task, Workflow
 from hera.workflows import models as m
+from hera.workflows.metrics import Counter, Histogram, Label
 from pydantic import BaseModel, ConfigDict, Field
 
 from hybrid_provider.backends.spec import WorkflowSpec, label_value
@@ -29,6 +30,7 @@ from hybrid_provider.constants import (
     DEFAULT_EXECUTOR_IMAGE,
     DEFAULT_LOCAL_QUEUES,
     DEFAULT_QPU_RESOURCE,
+    DURATION_BUCKETS,
     EXECUTOR_SERVICE_ACCOUNT,
     FLAVOR_LABEL,
     GPU_RESOURCE,
@@ -36,6 +38,7 @@ from hybrid_provider.constants import (
     KUEUE_PRIORITY_CLASS_LABEL,
     KUEUE_QUEUE_NAME_LABEL,
     LABEL_PREFIX,
+    METRICS_PREFIX,
     STORE_SECRET,
 )
 from hybrid_provider.core.errors import InputError
@@ -207,6 +210,34 @@ def _provenance_env(flavor: str, options: KubernetesOptions) -> list[m.EnvVar]:
     ]
 
 
+def batch_metrics(flavor: str) -> list[Counter | Histogram]:
+    """Argo's custom metrics of a batch template, served by the workflow controller's own
+    ``/metrics`` (as ``argo_workflows_<name>``) while the batch pods are long gone.
+
+    Argo evaluates a template's metrics once for each attempt that is retried and once for
+    the batch when its last attempt ends, so one ``1`` per evaluation counts attempts, by the
+    status each ended with; the duration is observed once per batch that succeeded, from its
+    first start to its success (retries and their backoff included). Labels stay bounded:
+    flavor and status, never the workflow or the batch index.
+    """
+    return [
+        Counter(
+            name=f"{METRICS_PREFIX}_batch_attempts",
+            help="Attempts of batch pods by flavor and the status they ended with",
+            labels=[Label(key="flavor", value=flavor), Label(key="status", value="{{status}}")],
+            value="1",
+        ),
+        Histogram(
+            name=f"{METRICS_PREFIX}_batch_seconds",
+            help="From a batch's first start to its success, retries included, by flavor",
+            labels=[Label(key="flavor", value=flavor)],
+            when="{{status}} == Succeeded",
+            buckets=list(DURATION_BUCKETS),
+            value="{{duration}}",
+        ),
+    ]
+
+
 def _batch_template(
     spec: WorkflowSpec, flavor: str, options: KubernetesOptions, labels: dict[str, str]
 ) -> Container:
@@ -281,6 +312,7 @@ def _batch_template(
             )
         ],
         volume_mounts=[m.VolumeMount(name="scratch", mount_path="/tmp")],
+        metrics=batch_metrics(flavor),
     )
 
 

@@ -32,12 +32,12 @@ from hybrid_provider.backends.status import (
     WorkflowPhase,
     WorkflowStatus,
 )
-from hybrid_provider.core import store
+from hybrid_provider.core import layout, store
 from hybrid_provider.core.errors import BackendError, InputError
 
 log = logging.getLogger(__name__)
 
-RUNS_FOLDER = "_runs"
+RUNS_FOLDER = layout.RUNS_FOLDER
 SPEC_FILE, STATE_FILE = "spec.json", "state.json"
 PID_FILE, STOP_FILE, LOG_FILE = "runner.pid", "stop-requested", "runner.log"
 LOCK_FILE, SUBMIT_LOCK = "runner.lock", "submit.lock"

@@ -25,10 +25,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from hybrid_provider.core import store
+from hybrid_provider.core import layout, store
 from hybrid_provider.core.errors import BackendError
 
-QUEUE_FOLDER = "_queue"
+QUEUE_FOLDER = layout.QUEUE_FOLDER
 LEDGER_FILE, LEDGER_LOCK = "ledger.json", "ledger.lock"
 
 

@@ -1,21 +1,26 @@
-"""Generate each distinct subexperiment once, with the index that maps coefficients onto them.
+"""Each subsystem's distinct QPD term choices, with the index that maps coefficients onto them.
 
 ``generate_cutting_experiments`` builds one circuit per (coefficient, subsystem, observable
 group), so a subsystem touched by fewer cuts than the whole circuit gets the same circuit many
 times (qiskit-addon-cutting issue #262). We walk the same weights in the same order with the
-addon's own building blocks, but build a subsystem's circuit once per distinct choice of its
-QPD terms, and record for every coefficient which distinct circuit it uses. A test checks the
-result against ``generate_cutting_experiments`` circuit for circuit.
+addon's own building blocks, but keep a subsystem's term choice once, and record for every
+coefficient which distinct choice it uses. No circuit is built here: a job stores the plan and
+these choices, and each executor builds what it runs where it runs (:func:`measured_circuits`
+for samplers, which a test checks against ``generate_cutting_experiments`` circuit for circuit).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import NamedTuple
 
 import numpy as np
 from qiskit import QuantumCircuit
 from qiskit.quantum_info import PauliList
+from qiskit_addon_cutting.cutting_decomposition import PartitionedCuttingProblem
 from qiskit_addon_cutting.cutting_experiments import (
     _append_measurement_circuit,
     _append_measurement_register,
@@ -25,76 +30,64 @@ from qiskit_addon_cutting.cutting_experiments import (
     _remove_final_resets,
     _remove_resets_in_zero_state,
 )
-from qiskit_addon_cutting.qpd import decompose_qpd_instructions, generate_qpd_weights
+from qiskit_addon_cutting.qpd import BaseQPDGate, decompose_qpd_instructions, generate_qpd_weights
 from qiskit_addon_cutting.utils.observable_grouping import ObservableCollection
 
 from hybrid_provider.core.cut.plan import CutPlan
 
 
 @dataclass(frozen=True)
-class SubsystemLayout:
-    """Where a subsystem's subexperiments sit in the flat list; which one each coefficient uses."""
-
-    label: str
-    offset: int
-    num_groups: int
-    num_distinct: int
-    #: For coefficient i, the distinct circuit (0..num_distinct-1) of this subsystem it uses.
-    index: np.ndarray
-    subobservables: list[str]
-
-
-class CuttingExperiments(NamedTuple):
-    circuits: list[QuantumCircuit]
-    coefficients: np.ndarray
-    subsystems: list[SubsystemLayout]
-
-    @property
-    def num_redundant(self) -> int:
-        """How many circuits the addon's generator would have built."""
-        return len(self.coefficients) * sum(s.num_groups for s in self.subsystems)
-
-
-@dataclass(frozen=True)
 class SubsystemChoices:
-    """The distinct QPD term choices of one subsystem, in first-use order."""
+    """Distinct QPD term choices of one subsystem (all of them, or a batch's slice).
+
+    What every executor works from: a simulator builds the deferred-measurement circuit of each
+    choice, a sampler the measured circuit of each choice and observable group.
+    """
 
     label: str
     subcircuit: QuantumCircuit
     gate_ids: list[list[int]]
-    #: Per distinct choice, the term of each of this subsystem's cuts, in ``gate_ids`` order.
-    terms: list[tuple[int, ...]]
-    #: For coefficient i, the distinct choice (0..len(terms)-1) it uses.
-    index: np.ndarray
+    #: One row per choice: the term of each of this subsystem's cuts, in ``gate_ids`` order.
+    terms: np.ndarray
     observables: PauliList
 
     @property
     def positions(self) -> list[dict[int, int]]:
-        """Per distinct choice: instruction position of each QPD gate -> its term."""
+        """Per choice: instruction position of each QPD gate -> its term."""
         places = [position for (position,) in self.gate_ids]
-        return [dict(zip(places, local, strict=True)) for local in self.terms]
+        return [dict(zip(places, map(int, row), strict=True)) for row in self.terms]
 
     @property
     def subobservables(self) -> list[str]:
         return self.observables.to_labels()
 
+    @cached_property
+    def collection(self) -> ObservableCollection:
+        return ObservableCollection(self.observables)
+
+    @property
+    def groups(self) -> list:
+        return self.collection.groups
+
+    def select(self, start: int, end: int) -> SubsystemChoices:
+        return replace(self, terms=self.terms[start:end])
+
 
 class DistinctChoices(NamedTuple):
     coefficients: np.ndarray
     subsystems: list[SubsystemChoices]
+    #: Per subsystem label: for coefficient i, the distinct choice it uses.
+    indices: dict[str, np.ndarray]
 
 
 def distinct_choices(plan: CutPlan) -> DistinctChoices:
     """The coefficients (addon order) and each subsystem's distinct term choices; no circuits."""
-    problem = plan.problem
-    subcircuits = {str(k): v for k, v in problem.subcircuits.items()}
-    subobservables = {str(k): v for k, v in problem.subobservables.items()}
-    gate_ids, map_positions = _get_mapping_ids_by_partition(subcircuits)
+    subcircuits, subobservables, gate_ids = _parts(plan.problem)
+    _, map_positions = _get_mapping_ids_by_partition(subcircuits)
     bases = _get_bases_by_partition(subcircuits, gate_ids)
     weights = generate_qpd_weights(bases, num_samples=np.inf)
     ordered = sorted(weights.items(), key=lambda item: item[1][0], reverse=True)
-    coefficients = _coefficients(bases, ordered)
-    subsystems = []
+    subsystems, indices = [], {}
     for label in sorted(subcircuits):
         canonical = _canonical_terms(subcircuits[label], gate_ids[label])
         distinct: dict[tuple[int, ...], int] = {}
@@ -104,45 +97,60 @@ def distinct_choices(plan: CutPlan) -> DistinctChoices:
                 canon[map_ids[j]] for canon, j in zip(canonical, map_positions[label], strict=True)
             )
             index[i] = distinct.setdefault(local, len(distinct))
+        terms = np.array(list(distinct), dtype=np.int16).reshape(len(distinct), len(canonical))
         subsystems.append(
             SubsystemChoices(
-                label=label,
-                subcircuit=subcircuits[label],
-                gate_ids=gate_ids[label],
-                terms=list(distinct),
-                index=index,
-                observables=subobservables[label],
+                label, subcircuits[label], gate_ids[label], terms, subobservables[label]
             )
         )
-    return DistinctChoices(coefficients, subsystems)
+        indices[label] = index
+    return DistinctChoices(_coefficients(bases, ordered), subsystems, indices)
 
 
-def generate_distinct_experiments(plan: CutPlan) -> CuttingExperiments:
-    """The flat list is subsystem-major, then distinct term choice, then observable group."""
-    choices = distinct_choices(plan)
-    circuits: list[QuantumCircuit] = []
-    layouts: list[SubsystemLayout] = []
-    for subsystem in choices.subsystems:
-        collection = ObservableCollection(subsystem.observables)
-        offset = len(circuits)
-        for local in subsystem.terms:
-            circuits.extend(
-                _subexperiment(subsystem.subcircuit, subsystem.gate_ids, local, group)
-                for group in collection.groups
-            )
-        layouts.append(
-            SubsystemLayout(
-                label=subsystem.label,
-                offset=offset,
-                num_groups=len(collection.groups),
-                num_distinct=len(subsystem.terms),
-                index=subsystem.index,
-                subobservables=subsystem.subobservables,
-            )
-        )
-    return CuttingExperiments(
-        circuits=circuits, coefficients=choices.coefficients, subsystems=layouts
-    )
+def stored_choices(
+    problem: PartitionedCuttingProblem, terms: dict[str, np.ndarray]
+) -> list[SubsystemChoices]:
+    """Each subsystem's choices from a rebuilt problem and the terms the cut stage stored."""
+    subcircuits, subobservables, gate_ids = _parts(problem)
+    return [
+        SubsystemChoices(label, subcircuits[label], gate_ids[label], rows, subobservables[label])
+        for label, rows in terms.items()
+    ]
+
+
+def _parts(problem: PartitionedCuttingProblem):
+    subcircuits = {str(k): v for k, v in problem.subcircuits.items()}
+    subobservables = {str(k): v for k, v in problem.subobservables.items()}
+    gate_ids, _ = _get_mapping_ids_by_partition(subcircuits)
+    return subcircuits, subobservables, gate_ids
+
+
+def subsystem_digest(subsystem: SubsystemChoices) -> str:
+    """sha256 of a subcircuit's instructions and cuts: equal subcircuits, equal digests.
+
+    A batch rebuilds its subcircuit from the stored plan; comparing this with the manifest's
+    catches a rebuild that came out different (another qiskit-addon-cutting, say).
+    """
+    digest = hashlib.sha256()
+    circuit = subsystem.subcircuit
+    for instruction in circuit.data:
+        operation = instruction.operation
+        qubits = [circuit.find_bit(q).index for q in instruction.qubits]
+        digest.update(f"{operation.name}|{qubits}|{[repr(p) for p in operation.params]};".encode())
+        if isinstance(operation, BaseQPDGate):
+            for term in operation.basis.maps:
+                digest.update(repr([[op.name for op in side] for side in term]).encode())
+    digest.update(",".join(subsystem.subobservables).encode())
+    return digest.hexdigest()
+
+
+def measured_circuits(subsystem: SubsystemChoices) -> Iterator[QuantumCircuit]:
+    """The measured subexperiment of each choice and observable group, in that order: what a
+    sampler or a device runs, built with the addon's own building blocks."""
+    groups = subsystem.groups
+    for row in subsystem.terms:
+        for group in groups:
+            yield _subexperiment(subsystem.subcircuit, subsystem.gate_ids, tuple(row), group)
 
 
 def _canonical_terms(subcircuit: QuantumCircuit, gate_ids: list[list[int]]) -> list[list[int]]:
@@ -172,6 +180,7 @@ def _coefficients(bases, ordered) -> np.ndarray:
 
 
 def _subexperiment(subcircuit, gate_ids, map_ids, group) -> QuantumCircuit:
+    """As the addon's ``generate_cutting_experiments`` builds one (a test compares them)."""
     circuit = _append_measurement_register(subcircuit, group)
     decompose_qpd_instructions(circuit, gate_ids, map_ids, inplace=True)
     _append_measurement_circuit(circuit, group, inplace=True)

@@ -18,29 +18,34 @@ from typing import NamedTuple
 
 import rustworkx
 from qiskit import QuantumCircuit, transpile
-from qiskit.circuit import Clbit
+from qiskit.circuit import CircuitInstruction, Clbit
 from qiskit.converters import circuit_to_dag, dag_to_circuit
 from qiskit.quantum_info import PauliList
 from qiskit.transpiler.passes import RemoveBarriers
 from qiskit_addon_cutting import (
     DeviceConstraints,
     OptimizationParameters,
+    cut_gates,
     cut_wires,
     expand_observables,
     find_cuts,
     partition_problem,
 )
 from qiskit_addon_cutting.cutting_decomposition import PartitionedCuttingProblem
-from qiskit_addon_cutting.qpd import BaseQPDGate
+from qiskit_addon_cutting.instructions import CutWire
+from qiskit_addon_cutting.qpd import BaseQPDGate, TwoQubitQPDGate
 
 from hybrid_provider.core.cut import DEFAULT_MAX_COEFFICIENTS
 from hybrid_provider.core.errors import CutPlanError, InputError
+from hybrid_provider.core.manifest import CutSpec
 
 #: The widest subexperiment a statevector simulator (Aer, on a CPU or a GPU) is asked to hold:
 #: 2**32 amplitudes of 16 bytes are 64 GiB, the memory of a large node or of the largest GPUs.
 MAX_SIMULATED_QUBITS = 32
 #: How long automatic cut finding may search before the best plan found so far is taken.
 FIND_CUTS_SECONDS = 10.0
+#: The name of the marker ``find_cuts`` inserts where it cuts a wire.
+CUT_WIRE = "cut_wire"
 #: Every cut multiplies the number of coefficients by at least this (a gate cut by 6 or more,
 #: a wire cut by 8), which bounds the cost of a plan from its number of cuts alone.
 MIN_TERMS_PER_CUT = 6
@@ -85,9 +90,15 @@ SIMULATOR_BASIS = [
 
 
 class CutPlan(NamedTuple):
-    """A partitioned problem and what running it will cost."""
+    """A partitioned problem, how to rebuild it, and what running it will cost.
+
+    ``circuit`` (prepared for cutting) and ``cut`` are what a job stores: :func:`build_problem`
+    turns them back into ``problem`` wherever a batch runs.
+    """
 
     problem: PartitionedCuttingProblem
+    circuit: QuantumCircuit
+    cut: CutSpec
     observables: PauliList
     num_qubits: int
     partition_labels: str
@@ -250,8 +261,9 @@ def _plan_from_labels(
             f"{len(labels)} partition label(s) given for a {circuit.num_qubits}-qubit circuit; "
             "give one label per qubit, qubit 0 first (e.g. 'AABB')"
         )
-    problem = partition_problem(circuit=circuit, partition_labels=labels, observables=observables)
-    return _describe(problem, observables, circuit.num_qubits, "".join(labels), wire_cuts=0)
+    cut = CutSpec(partition_labels="".join(labels))
+    problem = build_problem(circuit, observables, cut)
+    return _describe(problem, circuit, cut, observables, "".join(labels))
 
 
 class _Search(NamedTuple):
@@ -275,12 +287,10 @@ def _plan_automatically(
             "nothing needs cutting. Lower the limit or run the circuit directly"
         )
     _refuse_when_cuts_alone_cost_too_much(circuit, search)
-    cut_circuit, metadata = _find_cuts_in_time(circuit, search)
-    with_ancillas = cut_wires(cut_circuit)
-    expanded = expand_observables(observables, circuit, with_ancillas)
-    problem = partition_problem(circuit=with_ancillas, observables=expanded)
-    wire_cuts = sum(1 for kind, _ in metadata["cuts"] if kind == "Wire Cut")
-    plan = _describe(problem, observables, circuit.num_qubits, "", wire_cuts=wire_cuts)
+    cut_circuit, _ = _find_cuts_in_time(circuit, search)
+    cut = _spec_of(cut_circuit)
+    problem = build_problem(circuit, observables, cut)
+    plan = _describe(problem, circuit, cut, observables, "")
     widths = sorted(plan.subcircuit_widths.values(), reverse=True)
     if widths[0] > max_qubits or None in problem.subcircuits:
         raise CutPlanError(
@@ -356,6 +366,36 @@ def _find_cuts_in_time(circuit: QuantumCircuit, search: _Search) -> tuple[Quantu
     return found
 
 
+def _spec_of(cut_circuit: QuantumCircuit) -> CutSpec:
+    """The cuts ``find_cuts`` marked: QPD gates by their index in the uncut circuit (the markers
+    it inserted shift the rest), cut-wire markers by position and qubit."""
+    gate_cuts, wire_cuts, markers = [], [], 0
+    for position, instruction in enumerate(cut_circuit.data):
+        if instruction.operation.name == CUT_WIRE:
+            wire_cuts.append((position, cut_circuit.find_bit(instruction.qubits[0]).index))
+            markers += 1
+        elif isinstance(instruction.operation, TwoQubitQPDGate):
+            gate_cuts.append(position - markers)
+    return CutSpec(gate_cuts=gate_cuts, wire_cuts=wire_cuts)
+
+
+def build_problem(
+    circuit: QuantumCircuit, observables: PauliList, cut: CutSpec
+) -> PartitionedCuttingProblem:
+    """The partitioned problem of a prepared circuit cut as ``cut`` says: deterministic, so the
+    cut stage and every batch get the same subcircuits from the same inputs."""
+    if cut.partition_labels is not None:
+        return partition_problem(
+            circuit=circuit, partition_labels=list(cut.partition_labels), observables=observables
+        )
+    marked = cut_gates(circuit, cut.gate_cuts)[0] if cut.gate_cuts else circuit.copy()
+    for position, qubit in cut.wire_cuts:
+        marked.data.insert(position, CircuitInstruction(CutWire(), [marked.qubits[qubit]], []))
+    with_ancillas = cut_wires(marked)
+    expanded = expand_observables(observables, circuit, with_ancillas)
+    return partition_problem(circuit=with_ancillas, observables=expanded)
+
+
 def _search_worker(sender: Connection, circuit: QuantumCircuit, search: _Search) -> None:
     full_search = OptimizationParameters().max_backjumps
     constraints = DeviceConstraints(search.max_qubits)
@@ -375,19 +415,21 @@ def _labels_of(problem: PartitionedCuttingProblem) -> str:
 
 def _describe(
     problem: PartitionedCuttingProblem,
+    circuit: QuantumCircuit,
+    cut: CutSpec,
     observables: PauliList,
-    num_qubits: int,
     labels: str,
-    wire_cuts: int,
 ) -> CutPlan:
     bases = problem.bases
     return CutPlan(
         problem=problem,
+        circuit=circuit,
+        cut=cut,
         observables=observables,
-        num_qubits=num_qubits,
+        num_qubits=circuit.num_qubits,
         partition_labels=labels,
-        num_gate_cuts=len(bases) - wire_cuts,
-        num_wire_cuts=wire_cuts,
+        num_gate_cuts=len(bases) - len(cut.wire_cuts),
+        num_wire_cuts=len(cut.wire_cuts),
         # Python floats: a hopeless plan's overhead becomes inf quietly, not with NumPy's warning
         sampling_overhead=math.prod(float(basis.overhead) for basis in bases),
         num_coefficients=math.prod(len(basis.maps) for basis in bases),

@@ -1,6 +1,8 @@
-"""Run one batch of subexperiments and put its outcomes in the store, once.
+"""Run one batch of term choices and put its outcomes in the store, once.
 
-This is what a pod (``hybrid-quantum run-batch``) or a local worker runs. The result record is
+This is what a pod (``hybrid-quantum run-batch``) or a local worker runs: it rebuilds the
+subcircuits from the stored plan, checks them against the manifest, and runs its range of
+choices on the one execution path (:mod:`.choices`). The result record is
 written after the outcomes it checksums, so a record that exists and verifies means a finished
 batch; a re-run finds it and returns without simulating again.
 """
@@ -10,18 +12,27 @@ from __future__ import annotations
 import io
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from qiskit import QuantumCircuit, qpy
+import numpy as np
+from qiskit import qpy
+from qiskit.quantum_info import PauliList
 
 from hybrid_provider.core import store
+from hybrid_provider.core.cut.experiments import SubsystemChoices, stored_choices, subsystem_digest
+from hybrid_provider.core.cut.plan import build_problem
 from hybrid_provider.core.errors import ArtifactError, InputError
-from hybrid_provider.core.execute import samplers, simulate
+from hybrid_provider.core.execute import simulate
 from hybrid_provider.core.execute.allocation import allocate_shots
+from hybrid_provider.core.execute.choices import run_choices
 from hybrid_provider.core.execute.options import DEFAULT_SAMPLER, ExecutionOptions
-from hybrid_provider.core.execute.outcomes import Outcomes, build_outcomes
+from hybrid_provider.core.execute.outcomes import (
+    BatchOutcomes,
+    ExactMeans,
+    concatenate,
+    outcomes_from_bytes,
+)
 from hybrid_provider.core.execute.record import (
     BatchRecord,
     outcomes_uri,
@@ -32,7 +43,7 @@ from hybrid_provider.core.manifest import (
     JobManifest,
     load_manifest,
     read_artifact,
-    read_reconstruction_data,
+    read_choices,
 )
 from hybrid_provider.core.provenance import (
     BatchProvenance,
@@ -73,19 +84,20 @@ def run_batch(
     duration = time.perf_counter() - started
     data = outcomes.to_bytes()
     store.write_bytes_atomic(outcomes_uri(manifest_uri, index), data)
+    circuits = batch.count if options.mode == "exact" else manifest.num_measured(batch)
     record = BatchRecord(
         batch=index,
         batch_sha256=batch.sha256,
         options=options,
         outcomes_sha256=store.sha256(data),
         outcomes_digest=outcomes.digest(),
-        num_subexperiments=batch.count,
+        num_subexperiments=circuits,
         duration_s=round(duration, 6),
         finished_at=datetime.now(timezone.utc),
         provenance=provenance,
     )
     write_record(manifest_uri, record)
-    return BatchReport(index, batch.count, duration, skipped=False, device=provenance.device)
+    return BatchReport(index, circuits, duration, skipped=False, device=provenance.device)
 
 
 def check_batch_index(manifest: JobManifest, index: int) -> None:
@@ -103,24 +115,30 @@ def compute_batch(
     *,
     sampler=None,
     device: str | None = None,
-) -> tuple[Outcomes, BatchProvenance]:
+) -> tuple[BatchOutcomes, BatchProvenance]:
     """The outcomes of batch ``index`` and how they were made, computed here and not stored.
 
     ``device`` forces the Aer device (``verify`` reruns on the one recorded); by default it is
     chosen from ``options.device`` and what this machine has.
     """
     batch = manifest.batches[index]
-    circuits = qpy.load(io.BytesIO(read_artifact(manifest_uri, batch, f"batch {index}")))
-    device = device or _device(options.device)
+    subsystems = plan_choices(manifest_uri, manifest)
+    segments = [
+        subsystems[ref.label].select(start, end) for ref, start, end in manifest.segments(batch)
+    ]
+    device = device or simulate.choose_device(options.device)
     seed = [options.seed, index]
-    outcomes = execute_circuits(
-        circuits,
-        options,
-        seed=seed,
-        sampler=sampler,
-        device=device,
-        shots=batch_shots(manifest_uri, manifest, index, options),
+    parts = list(
+        run_choices(
+            segments,
+            options,
+            seed=seed,
+            sampler=sampler,
+            device=device,
+            shots=batch_shots(manifest_uri, manifest, index, options),
+        )
     )
+    outcomes = concatenate(parts)
     supplied = sampler is not None or options.sampler != DEFAULT_SAMPLER
     provenance = BatchProvenance(
         software=software(),
@@ -136,6 +154,37 @@ def compute_batch(
     return outcomes, provenance
 
 
+def plan_choices(manifest_uri: str, manifest: JobManifest) -> dict[str, SubsystemChoices]:
+    """Each subsystem's term choices, rebuilt from the stored plan.
+
+    Kept for the last few plans: a local worker or ``verify`` runs several batches of one job.
+    """
+    key = (manifest_uri, manifest.plan_circuit.sha256, manifest.choices.sha256)
+    if key not in _REBUILT:
+        if len(_REBUILT) >= 4:
+            _REBUILT.pop(next(iter(_REBUILT)))
+        _REBUILT[key] = _rebuild_choices(manifest_uri, manifest)
+    return _REBUILT[key]
+
+
+_REBUILT: dict[tuple[str, str, str], dict[str, SubsystemChoices]] = {}
+
+
+def _rebuild_choices(manifest_uri: str, manifest: JobManifest) -> dict[str, SubsystemChoices]:
+    (circuit,) = qpy.load(io.BytesIO(read_artifact(manifest_uri, manifest.plan_circuit, "plan")))
+    problem = build_problem(circuit, PauliList(manifest.observables), manifest.cut)
+    tables = read_choices(manifest_uri, manifest)
+    subsystems = {s.label: s for s in stored_choices(problem, tables.terms)}
+    for ref in manifest.subsystems:
+        rebuilt = subsystems.get(ref.label)
+        if rebuilt is None or subsystem_digest(rebuilt) != ref.sha256:
+            raise ArtifactError(
+                f"subcircuit {ref.label} rebuilt from the stored plan differs from the one cut "
+                "(another qiskit-addon-cutting release?); run the cut step again with this one"
+            )
+    return subsystems
+
+
 def _simulator_name(options: ExecutionOptions, sampler) -> str:
     if sampler is not None:
         return f"{type(sampler).__module__}.{type(sampler).__qualname__}"
@@ -144,53 +193,22 @@ def _simulator_name(options: ExecutionOptions, sampler) -> str:
     return "aer statevector"
 
 
-def execute_circuits(
-    circuits: list[QuantumCircuit],
-    options: ExecutionOptions,
-    *,
-    seed: list[int],
-    sampler=None,
-    device: str = "cpu",
-    shots: Sequence[int] | None = None,
-) -> Outcomes:
-    """Outcomes of the circuits; ``shots`` (one per circuit) overrides ``options.shots``."""
-    observable_bits = simulate.observable_bit_counts(circuits)
-    per_circuit = [options.shots or 0] * len(circuits) if shots is None else [int(n) for n in shots]
-    if sampler is not None or options.sampler != DEFAULT_SAMPLER:
-        chosen = sampler if sampler is not None else samplers.resolve_sampler(options.sampler)
-        if options.mode == "exact":
-            raise InputError("exact mode needs the built-in simulator, not a supplied sampler")
-        distributions = samplers.run_on_sampler(chosen, circuits, per_circuit)
-        return build_outcomes(distributions, per_circuit, observable_bits)
-    distributions = simulate.exact_distributions(circuits, device=device)
-    if options.mode == "exact":
-        return build_outcomes(distributions, [0] * len(circuits), observable_bits)
-    sampled = simulate.sample_distributions(distributions, per_circuit, seed=seed)
-    return build_outcomes(sampled, per_circuit, observable_bits)
-
-
 def batch_shots(
     manifest_uri: str, manifest: JobManifest, index: int, options: ExecutionOptions
-) -> list[int] | None:
-    """Per-circuit shots of batch ``index`` under weighted allocation; None means uniform."""
+) -> np.ndarray | None:
+    """Shots per measured subexperiment of batch ``index`` when weighted; None means uniform."""
     if options.mode != "shots" or options.shot_allocation == "uniform":
         return None
-    coefficients, indices = read_reconstruction_data(manifest_uri, manifest)
+    tables = read_choices(manifest_uri, manifest)
     shots = allocate_shots(
-        options.shots or 0, coefficients, manifest.subsystems, indices, options.shot_allocation
+        options.shots or 0,
+        tables.coefficients,
+        manifest.subsystems,
+        tables.indices,
+        options.shot_allocation,
     )
-    batch = manifest.batches[index]
-    return shots[batch.first : batch.first + batch.count].tolist()
-
-
-def _device(asked: str) -> str:
-    if asked == "cpu":
-        return "cpu"
-    if simulate.gpu_available():
-        return "gpu"
-    if asked == "gpu":
-        log.warning("Aer GPU simulation was asked for but no GPU is available; using the CPU")
-    return "cpu"
+    first, end = manifest.measured_range(manifest.batches[index])
+    return shots[first:end]
 
 
 def stored_result_valid(
@@ -206,7 +224,7 @@ def stored_result_valid(
 
 def load_result(
     manifest_uri: str, manifest: JobManifest, index: int, options: ExecutionOptions | None = None
-) -> tuple[Outcomes, BatchRecord]:
+) -> tuple[BatchOutcomes, BatchRecord]:
     """Load a batch's outcomes after checking its record against the manifest and the options.
 
     Only the options' identity is compared: a result computed on another device still counts.
@@ -220,12 +238,11 @@ def load_result(
         outcomes_uri(manifest_uri, index), record.outcomes_sha256, f"result of batch {index}"
     )
     try:
-        outcomes = Outcomes.from_bytes(data)
-    except (ValueError, KeyError, OSError) as exc:
+        outcomes = outcomes_from_bytes(data)
+    except (ValueError, KeyError, OSError, TypeError) as exc:
         raise ArtifactError(f"the result of batch {index} cannot be read ({exc})") from exc
-    if (
-        outcomes.num_experiments != manifest.batches[index].count
-        or outcomes.digest() != record.outcomes_digest
-    ):
+    batch = manifest.batches[index]
+    rows = batch.count if isinstance(outcomes, ExactMeans) else manifest.num_measured(batch)
+    if outcomes.num_rows != rows or outcomes.digest() != record.outcomes_digest:
         raise ArtifactError(f"the result of batch {index} does not match its record")
     return outcomes, record

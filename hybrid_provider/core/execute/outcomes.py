@@ -1,19 +1,19 @@
-"""Subexperiment outcomes in one packed form, whatever produced them.
+"""What a batch computes, in one of two packed forms.
 
-Each subexperiment's outcome is an integer whose low bits are the ``observable_measurements``
-register and whose high bits are the ``qpd_measurements`` register, the layout
-qiskit-addon-cutting uses for its own bookkeeping. Exact runs give a probability per outcome,
-shot runs a count; reconstruction treats both as weights.
+Shot runs (and exact distributions sampled into shots) give :class:`Outcomes`: per measured
+subexperiment, integers whose low bits are the ``observable_measurements`` register and whose
+high bits are the ``qpd_measurements`` register, the layout qiskit-addon-cutting uses, each with
+a count. Exact runs give :class:`ExactMeans`: per term choice, the exact expectation of each
+subobservable (times the QPD signs), which is all reconstruction needs, whatever the width.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
-from qiskit import QuantumCircuit
 
 OBSERVABLE_REGISTER = "observable_measurements"
 QPD_REGISTER = "qpd_measurements"
@@ -33,24 +33,14 @@ class Outcomes(NamedTuple):
         return len(self.offsets) - 1
 
     def to_bytes(self) -> bytes:
-        buffer = io.BytesIO()
-        np.savez(buffer, **self._asdict())
-        return buffer.getvalue()
+        return _npz(self._asdict())
 
     def digest(self) -> str:
-        """sha256 of the arrays' content alone (dtype, shape, values), the same for equal
-        outcomes however they were packed: the file's own bytes also hold zip timestamps."""
-        digest = hashlib.sha256()
-        for name, array in self._asdict().items():
-            array = np.ascontiguousarray(array)
-            digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
-            digest.update(array.tobytes())
-        return digest.hexdigest()
+        return _digest(self._asdict())
 
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Outcomes:
-        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-            return cls(**{name: archive[name] for name in cls._fields})
+    @property
+    def num_rows(self) -> int:
+        return self.num_experiments
 
     @classmethod
     def concatenate(cls, parts: list[Outcomes]) -> Outcomes:
@@ -67,6 +57,60 @@ class Outcomes(NamedTuple):
         )
 
 
+class ExactMeans(NamedTuple):
+    """Exact factors: one row per term choice, one column per observable."""
+
+    means: np.ndarray  # float64 (choices, observables)
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.means)
+
+    def to_bytes(self) -> bytes:
+        return _npz(self._asdict())
+
+    def digest(self) -> str:
+        return _digest(self._asdict())
+
+    @classmethod
+    def concatenate(cls, parts: list[ExactMeans]) -> ExactMeans:
+        return cls(np.concatenate([part.means for part in parts]))
+
+
+BatchOutcomes = Outcomes | ExactMeans
+
+
+def concatenate(parts: list[BatchOutcomes]) -> BatchOutcomes:
+    """Chunks of one batch, in order, as one result (all chunks are of one kind)."""
+    if all(isinstance(part, ExactMeans) for part in parts):
+        return ExactMeans.concatenate([p for p in parts if isinstance(p, ExactMeans)])
+    return Outcomes.concatenate([p for p in parts if isinstance(p, Outcomes)])
+
+
+def outcomes_from_bytes(data: bytes) -> BatchOutcomes:
+    """Either form, told apart by the arrays the file holds."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+        kind = ExactMeans if set(archive.files) == set(ExactMeans._fields) else Outcomes
+        return kind(**{name: archive[name] for name in kind._fields})
+
+
+def _npz(arrays: dict[str, Any]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _digest(arrays: dict[str, np.ndarray]) -> str:
+    """sha256 of the arrays' content alone (dtype, shape, values), the same for equal results
+    however they were packed: the file's own bytes also hold zip timestamps."""
+    digest = hashlib.sha256()
+    for name, array in arrays.items():
+        array = np.ascontiguousarray(array)
+        digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
 def build_outcomes(
     per_experiment: list[tuple[np.ndarray, np.ndarray]],
     shots: list[int],
@@ -80,23 +124,3 @@ def build_outcomes(
         shots=np.asarray(shots, dtype=np.int64),
         observable_bits=np.asarray(observable_bits, dtype=np.int64),
     )
-
-
-def register_size(circuit: QuantumCircuit, name: str) -> int:
-    for register in circuit.cregs:
-        if register.name == name:
-            return register.size
-    return 0
-
-
-def clbit_positions(circuit: QuantumCircuit) -> dict[int, int]:
-    """Map each clbit (by index) to its bit position in the packed outcome."""
-    observable_bits = register_size(circuit, OBSERVABLE_REGISTER)
-    positions = {}
-    for clbit_index, clbit in enumerate(circuit.clbits):
-        for register, index in circuit.find_bit(clbit).registers:
-            if register.name == OBSERVABLE_REGISTER:
-                positions[clbit_index] = index
-            elif register.name == QPD_REGISTER:
-                positions[clbit_index] = observable_bits + index
-    return positions

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hybrid_provider.core import store
+from hybrid_provider.core import layout, store
 from hybrid_provider.core.errors import ArtifactError
 from hybrid_provider.core.execute.options import ExecutionOptions
 from hybrid_provider.core.manifest import artifact_uri
@@ -37,11 +37,11 @@ class BatchRecord(BaseModel):
 
 
 def outcomes_uri(manifest_uri: str, index: int) -> str:
-    return artifact_uri(manifest_uri, f"results/batch-{index:05d}.npz")
+    return artifact_uri(manifest_uri, layout.batch_outcomes(index))
 
 
 def record_uri(manifest_uri: str, index: int) -> str:
-    return artifact_uri(manifest_uri, f"results/batch-{index:05d}.json")
+    return artifact_uri(manifest_uri, layout.batch_record(index))
 
 
 def write_record(manifest_uri: str, record: BatchRecord) -> None:

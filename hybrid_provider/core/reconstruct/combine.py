@@ -23,9 +23,9 @@ from qiskit_addon_cutting.utils.observable_grouping import ObservableCollection
 from hybrid_provider.core import store
 from hybrid_provider.core.errors import ArtifactError
 from hybrid_provider.core.execute.batch import load_result
-from hybrid_provider.core.execute.outcomes import Outcomes
+from hybrid_provider.core.execute.outcomes import BatchOutcomes, ExactMeans, Outcomes
 from hybrid_provider.core.execute.record import BatchRecord
-from hybrid_provider.core.manifest import load_manifest, read_reconstruction_data
+from hybrid_provider.core.manifest import BatchRef, JobManifest, load_manifest, read_choices
 from hybrid_provider.core.provenance import mixed_software
 from hybrid_provider.core.reconstruct import arrays
 
@@ -67,7 +67,7 @@ def reconstruct_job(manifest_uri: str, device: str = "auto") -> Reconstruction:
     started = time.perf_counter()
     manifest_uri = store.normalise_uri(manifest_uri)
     manifest = load_manifest(manifest_uri)
-    coefficients, indices = read_reconstruction_data(manifest_uri, manifest)
+    tables = read_choices(manifest_uri, manifest)
     xp = arrays.array_module(device)
     accumulator = FactorAccumulator(xp, manifest.subsystems, len(manifest.observables))
     records: dict[int, BatchRecord] = {}
@@ -79,7 +79,7 @@ def reconstruct_job(manifest_uri: str, device: str = "auto") -> Reconstruction:
             problems.append(f"batch {batch.index}: {exc}")
             continue
         if not problems:  # once a batch is missing the result is refused; just keep checking
-            accumulator.add(batch.first, outcomes)
+            accumulator.add_batch(manifest, batch, outcomes)
         records[batch.index] = record
         del outcomes
     if problems:
@@ -94,7 +94,7 @@ def reconstruct_job(manifest_uri: str, device: str = "auto") -> Reconstruction:
             "cannot reconstruct: batches were run with different execution options (mode, "
             "shots, seed, sampler or allocation); run them again with one set of options"
         )
-    values, errors = combine_factors(xp, coefficients, indices, accumulator.factors())
+    values, errors = combine_factors(xp, tables.coefficients, tables.indices, accumulator.factors())
     options = records[0].options
     return Reconstruction(
         observables=manifest.observables,
@@ -141,11 +141,13 @@ def _group_means(xp, data: dict, group: _Group):
 
 
 class FactorAccumulator:
-    """Per-subsystem factor tables filled batch by batch from the outcomes of any flat range.
-
-    A subsystem's flat experiments are ``offset + distinct * num_groups + group``; each added
-    range fills the rows (distinct term choices) of the groups it covers, so the outcomes can be
+    """Per-subsystem factor tables filled batch by batch, so each batch's outcomes can be
     dropped as soon as they are added.
+
+    Shot outcomes cover a range of measured subexperiments (a subsystem's are
+    ``offset + distinct * num_groups + group``) and fill the rows of the groups they cover;
+    exact means cover a range of term choices (a subsystem's are ``first_choice + distinct``)
+    and fill whole rows, with no variance.
     """
 
     def __init__(self, xp, subsystems, num_observables: int):
@@ -172,9 +174,31 @@ class FactorAccumulator:
             [np.zeros(s.num_distinct, dtype=bool) for _ in c.groups]
             for s, c in zip(self.subsystems, self._collections, strict=True)
         ]
+        self._exact = [xp.zeros((s.num_distinct, num_observables)) for s in self.subsystems]
+        self._exact_filled = [np.zeros(s.num_distinct, dtype=bool) for s in self.subsystems]
 
-    def add(self, first: int, outcomes: Outcomes) -> None:
-        """Add the outcomes of flat experiments ``first .. first + outcomes.num_experiments - 1``."""
+    def add_batch(self, manifest: JobManifest, batch: BatchRef, outcomes: BatchOutcomes) -> None:
+        if isinstance(outcomes, ExactMeans):
+            self.add_means(batch.first, outcomes)
+        else:
+            self.add_outcomes(manifest.measured_range(batch)[0], outcomes)
+
+    def add_means(self, first: int, exact: ExactMeans) -> None:
+        """Add the exact means of term choices ``first .. first + exact.num_rows - 1``."""
+        end = first + exact.num_rows
+        for s, subsystem in enumerate(self.subsystems):
+            start = max(first, subsystem.first_choice)
+            stop = min(end, subsystem.first_choice + subsystem.num_distinct)
+            if start >= stop:
+                continue
+            rows = np.arange(start, stop) - subsystem.first_choice
+            self._exact[s][self.xp.asarray(rows)] = self.xp.asarray(
+                exact.means[start - first : stop - first]
+            )
+            self._exact_filled[s][rows] = True
+
+    def add_outcomes(self, first: int, outcomes: Outcomes) -> None:
+        """Add the outcomes of measured experiments ``first .. first + num_experiments - 1``."""
         xp = self.xp
         data, shots = prepare_outcomes(xp, outcomes)
         end = first + outcomes.num_experiments
@@ -197,6 +221,8 @@ class FactorAccumulator:
     def factors(self) -> list[Factors]:
         """(means, variances), each (distinct choices x observables), per subsystem."""
         xp = self.xp
+        if all(f.all() for f in self._exact_filled):
+            return [(means, xp.zeros(means.shape)) for means in self._exact]
         if not all(f.all() for groups in self._filled for f in groups):
             raise ArtifactError("cannot reconstruct: some subexperiments have no outcomes")
         result = []

@@ -21,18 +21,17 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
-from hybrid_provider.core import store
+from hybrid_provider.core import layout, store
 from hybrid_provider.core.errors import ArtifactError
 from hybrid_provider.core.manifest import JobManifest, artifact_uri, load_manifest
 from hybrid_provider.core.provenance import Software, mixed_software
 
 log = logging.getLogger(__name__)
 
-REPORT_HTML = "report.html"
-REPORT_PNG = "report.png"
-RESULTS_JSON = "results/reconstruction.json"
+REPORT_HTML, REPORT_PNG = layout.REPORT_HTML, layout.REPORT_PNG
+RESULTS_JSON = layout.RECONSTRUCTION_RESULT
 #: Every batch's way through the queue, as the wait saw it (``sensors.kueue_wait``).
-TIMELINE_JSON = "results/timeline.json"
+TIMELINE_JSON = layout.TIMELINE
 #: Files of a job that may be shown to a browser (the Airflow plugin serves only these).
 REPORT_FILES = (REPORT_HTML, REPORT_PNG, RESULTS_JSON, TIMELINE_JSON)
 

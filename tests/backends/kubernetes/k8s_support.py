@@ -79,6 +79,7 @@ def write_fake_manifest(
     from hybrid_provider.core import store
     from hybrid_provider.core.manifest import (
         BatchRef,
+        CutSpec,
         CutSummary,
         FileRef,
         JobManifest,
@@ -90,7 +91,6 @@ def write_fake_manifest(
     per = -(-num_subexperiments // num_batches)
     batches = [
         BatchRef(
-            path=f"batches/{i}.npz",
             sha256="0" * 64,
             index=i,
             first=i * per,
@@ -115,16 +115,22 @@ def write_fake_manifest(
         ),
         num_subexperiments=num_subexperiments,
         num_subexperiments_redundant=num_subexperiments,
+        num_choices=num_subexperiments,
         circuit=FileRef(path="circuit.qpy", sha256="0" * 64),
-        reconstruction=FileRef(path="reconstruction.npz", sha256="0" * 64),
+        plan_circuit=FileRef(path="plan/circuit.qpy", sha256="0" * 64),
+        choices=FileRef(path="plan/choices.npz", sha256="0" * 64),
+        cut=CutSpec(partition_labels="AABB"),
         subsystems=[
             SubsystemRef(
                 label=label,
                 width=2,
+                first_choice=offset,
                 offset=offset,
                 num_groups=1,
                 num_distinct=num_subexperiments // 2,
+                num_cuts=1,
                 subobservables=["ZZ"],
+                sha256="0" * 64,
             )
             for label, offset in (("A", 0), ("B", num_subexperiments // 2))
         ],  # fmt: skip

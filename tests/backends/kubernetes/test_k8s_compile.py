@@ -251,3 +251,32 @@ def test_generated_pod_template_agrees_with_the_chart():
         image = next(p for p in theirs["inputs"]["parameters"] if p["name"] == "image")
         assert image["value"] == mine["container"]["image"]
     assert chart["spec"]["serviceAccountName"] == C.EXECUTOR_SERVICE_ACCOUNT
+
+
+def test_each_batch_template_emits_argo_metrics_of_attempts_and_duration_by_flavor():
+    workflow = compile_workflow(CASES["mixed"])
+    validate_against_crd(workflow, argo_crd())
+    for flavor in ("cpu", "gpu", "qpu"):
+        metrics = {
+            m["name"]: m
+            for m in templates(workflow)[f"run-batch-{flavor}"]["metrics"]["prometheus"]
+        }
+        attempts = metrics["hybrid_quantum_batch_attempts"]
+        assert attempts["counter"] == {"value": "1"} and "when" not in attempts
+        assert attempts["labels"] == [
+            {"key": "flavor", "value": flavor},
+            {"key": "status", "value": "{{status}}"},
+        ]
+        duration = metrics["hybrid_quantum_batch_seconds"]
+        assert duration["histogram"]["value"] == "{{duration}}"
+        assert duration["histogram"]["buckets"] == list(C.DURATION_BUCKETS)
+        assert duration["when"] == "{{status}} == Succeeded"
+        assert duration["labels"] == [{"key": "flavor", "value": flavor}]
+    # one help text per name across templates (Argo refuses a name with two), no entry template
+    helps = {
+        (m["name"], m["help"])
+        for t in workflow["spec"]["templates"]
+        for m in (t.get("metrics") or {}).get("prometheus", [])
+    }
+    assert len(helps) == 2
+    assert "metrics" not in templates(workflow)["main"]
