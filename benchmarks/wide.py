@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -189,7 +190,7 @@ def unit(case: WideCase) -> dict[str, Any]:
     runs, each timed alone)."""
     circuit = case.block()
     circuit.save_expectation_value(Pauli("Z" * case.width), range(case.width))
-    simulator = AerSimulator(method="statevector")
+    simulator = statevector_simulator()
     seconds = []
     for _ in range(UNIT_REPEATS):
         started = time.perf_counter()
@@ -198,19 +199,27 @@ def unit(case: WideCase) -> dict[str, Any]:
     return {"seconds": statistics.median(seconds), "all_seconds": seconds}
 
 
-def reference(case: WideCase) -> dict[str, Any]:
-    """Exact values from Aer's MPS simulator, untruncated, with the largest bond dimension."""
-    circuit = case.circuit()
-    for index, pauli in enumerate(case.observables()):
-        circuit.save_expectation_value(pauli, range(case.num_qubits), label=f"o{index}")
-    simulator = AerSimulator(
+def statevector_simulator() -> AerSimulator:
+    return AerSimulator(method="statevector")
+
+
+def mps_simulator() -> AerSimulator:
+    """Untruncated MPS with LAPACK's SVD, logging bond dimensions."""
+    return AerSimulator(
         method="matrix_product_state",
         matrix_product_state_truncation_threshold=1e-16,
         matrix_product_state_max_bond_dimension=None,
         mps_lapack=True,
         mps_log_data=True,
     )
-    result = simulator.run(circuit).result()
+
+
+def reference(case: WideCase) -> dict[str, Any]:
+    """Exact values from Aer's MPS simulator, untruncated, with the largest bond dimension."""
+    circuit = case.circuit()
+    for index, pauli in enumerate(case.observables()):
+        circuit.save_expectation_value(pauli, range(case.num_qubits), label=f"o{index}")
+    result = mps_simulator().run(circuit).result()
     data = result.data()
     log = str(result.results[0].metadata.get("MPS_log_data", ""))
     bonds = [int(d) for match in _BOND_DIMENSIONS.findall(log) for d in match.split()]
@@ -220,16 +229,39 @@ def reference(case: WideCase) -> dict[str, Any]:
     }
 
 
-def _warm_up() -> None:
-    """Aer's first run in a process loads its libraries: not part of any case's time."""
+class Measurement(NamedTuple):
+    """What to time, and the Aer simulator to warm up first in its process.
+
+    Aer's first run in a process loads its libraries, which is no part of a case's time. The
+    warm-up uses the measurement's own method: Aer 0.18's MPS with LAPACK segfaults (in its
+    bundled OpenBLAS) when a statevector run came first in the same process.
+    """
+
+    function: Callable[[WideCase], dict]
+    simulator: Callable[[], AerSimulator]
+
+
+MEASUREMENTS = {
+    "unit": Measurement(unit, statevector_simulator),
+    "ours": Measurement(ours, statevector_simulator),
+    "job": Measurement(job_path, statevector_simulator),
+    "reference": Measurement(reference, mps_simulator),
+}
+
+
+class MeasurementFailed(RuntimeError):
+    """A measurement's process died (a crash in native code) before it sent its result."""
+
+
+def _warm_up(simulator: AerSimulator) -> None:
     circuit = QuantumCircuit(1)
     circuit.save_expectation_value(Pauli("Z"), [0])
-    AerSimulator(method="statevector").run(circuit).result()
+    simulator.run(circuit).result()
 
 
-def _measured_in_child(function: Callable[[WideCase], dict], case: WideCase) -> dict[str, Any]:
-    _warm_up()
-    measured = measure(function, case)
+def _measured_in_child(measurement: Measurement, case: WideCase) -> dict[str, Any]:
+    _warm_up(measurement.simulator())
+    measured = measure(measurement.function, case)
     return {
         **measured.value,
         "wall_s": measured.seconds,
@@ -238,29 +270,46 @@ def _measured_in_child(function: Callable[[WideCase], dict], case: WideCase) -> 
     }
 
 
+def _child(sender: Connection, measurement: Measurement, case: WideCase) -> None:
+    sender.send(_measured_in_child(measurement, case))
+    sender.close()
+
+
 def in_fresh_process(
-    function: Callable[[WideCase], dict], case: WideCase, timeout: float
+    measurement: Measurement, case: WideCase, timeout: float
 ) -> dict[str, Any] | None:
     """Run one measurement in a new spawned interpreter (imports done before the clock starts);
-    None when it runs past ``timeout`` seconds (the interpreter is then killed)."""
-    with multiprocessing.get_context("spawn").Pool(
-        1
-    ) as pool:  # leaving the block terminates the worker
-        try:
-            return pool.apply_async(_measured_in_child, (function, case)).get(timeout)
-        except multiprocessing.TimeoutError:
+    None when it runs past ``timeout`` seconds (the interpreter is then killed).
+
+    Raises:
+        MeasurementFailed: the process died without a result (its own output says why).
+    """
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_child, args=(sender, measurement, case), daemon=True)
+    process.start()
+    sender.close()  # the child holds the only writer: its death reads as end of file here
+    try:
+        if not receiver.poll(timeout):
             return None
-
-
-MEASUREMENTS = {"unit": unit, "ours": ours, "job": job_path, "reference": reference}
+        return receiver.recv()
+    except EOFError:
+        process.join()
+        raise MeasurementFailed(
+            f"{measurement.function.__name__} for {case.name} died in its process (exit code "
+            f"{process.exitcode}) before sending a result; its output above says why"
+        ) from None
+    finally:
+        process.kill()
+        process.join()
 
 
 def run_case(case: WideCase, timeout: float) -> dict[str, Any]:
     load = os.getloadavg()[0]
     console.print(f"[bold]{case.name}[/], {case.num_cuts} cut CX (load average {load:.1f})")
     measured = {}
-    for name, function in MEASUREMENTS.items():
-        measured[name] = in_fresh_process(function, case, timeout)
+    for name, measurement in MEASUREMENTS.items():
+        measured[name] = in_fresh_process(measurement, case, timeout)
         console.print(f"  {name}: " + _seconds(measured[name] and measured[name]["wall_s"]))
     unit_s = measured["unit"] and measured["unit"]["seconds"]
     exact = measured["reference"]
@@ -375,7 +424,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     about = {**machine(), "commit": commit()}
     console.print(about)
-    rows = [run_case(case, args.timeout) for case in (QUICK_CASES if args.quick else FULL_CASES)]
+    try:
+        rows = [
+            run_case(case, args.timeout) for case in (QUICK_CASES if args.quick else FULL_CASES)
+        ]
+    except MeasurementFailed as failed:
+        console.print(f"[red]{failed}[/]")
+        return 1
     report(rows)
     if args.json:
         with open(args.json, "w") as handle:

@@ -4,6 +4,8 @@ reference is exact, and our two paths agree with it on the quick mode's smallest
 from __future__ import annotations
 
 import json
+import os
+import time
 
 import numpy as np
 import pytest
@@ -90,14 +92,31 @@ def test_a_compared_path_off_by_the_tolerance_fails_a_missing_one_is_incomplete(
 
 
 def test_a_measurement_over_the_time_limit_is_stopped_and_reported_as_none():
-    assert wide.in_fresh_process(_sleeps, SMALLEST, timeout=0.5) is None
+    slow = wide.Measurement(_sleeps, wide.statevector_simulator)
+    assert wide.in_fresh_process(slow, SMALLEST, timeout=0.5) is None
+
+
+def test_a_measurement_whose_process_crashes_fails_naming_it():
+    crashing = wide.Measurement(_crashes, wide.statevector_simulator)
+    with pytest.raises(wide.MeasurementFailed, match=r"_crashes for 2×10 died .*exit code 3"):
+        wide.in_fresh_process(crashing, SMALLEST, timeout=120)
+
+
+def test_the_reference_runs_after_its_own_warm_up():
+    """Aer's MPS with LAPACK segfaults on 3×14 after a statevector run in the same process; the
+    reference warms up with MPS instead (the MPS run itself takes milliseconds)."""
+    three_by_fourteen = wide.FULL_CASES[2]
+    result = wide.in_fresh_process(wide.MEASUREMENTS["reference"], three_by_fourteen, timeout=120)
+    assert result is not None and result["max_bond_dimension"] >= 2
 
 
 def _sleeps(case: wide.WideCase) -> dict:
-    import time
-
     time.sleep(60)
     return {}
+
+
+def _crashes(case: wide.WideCase) -> dict:
+    os._exit(3)  # as a segfault in native code would: no exception, no result
 
 
 @pytest.mark.slow
