@@ -6,6 +6,7 @@ a TriggerEvent, and both log the same progress lines.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import StrEnum
@@ -49,6 +50,22 @@ class Verdict:
     @property
     def over(self) -> bool:
         return self.state != WaitState.WAITING
+
+
+#: The first pause between two polls of a wait; each pause doubles up to the poll interval.
+FIRST_POLL_SECONDS = 0.5
+
+
+def poll_pauses(interval: float) -> Iterator[float]:
+    """Pauses between polls: 0.5 s, 1 s, 2 s, … up to ``interval``, then ``interval``.
+
+    A run of a few seconds is noticed within a second or two of finishing, not a whole poll
+    interval later, while a run of hours is still polled only every ``interval``.
+    """
+    pause = min(FIRST_POLL_SECONDS, interval)
+    while True:
+        yield pause
+        pause = min(pause * 2, interval)
 
 
 def evaluate(status: WorkflowStatus, target: str, queue_wait_timeout: float | None) -> Verdict:

@@ -21,6 +21,7 @@ from hybrid_provider.backends.waiting import (
     Seen,
     WaitState,
     evaluate,
+    poll_pauses,
     progress_lines,
     summary,
     transitions,
@@ -35,7 +36,8 @@ class KueueWaitTrigger(BaseTrigger):
     :param backend_config: the backend's constructor arguments (JSON-able; namespace resolved).
     :param target: ``admitted`` or ``finished``.
     :param queue_wait_timeout: seconds batches may wait for quota with none running.
-    :param poll_interval: seconds between polls.
+    :param poll_interval: the longest pause between polls (they start at half a second and
+        double up to it, so a short run is noticed soon after it ends).
     :param stop_on_kill: stop the workflow when a user kills the deferred task.
     """
 
@@ -78,6 +80,7 @@ class KueueWaitTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         backend = self._backend()
         seen: Seen = {}
+        pauses = poll_pauses(self.poll_interval)
         while True:
             try:
                 status = await backend.astatus(self.workflow_name)
@@ -97,7 +100,7 @@ class KueueWaitTrigger(BaseTrigger):
                     }
                 )
                 return
-            await asyncio.sleep(self.poll_interval)
+            await asyncio.sleep(next(pauses))
 
     async def on_kill(self) -> None:
         if not self.stop_on_kill:

@@ -4,6 +4,7 @@ pokes and the trigger's polls: each change logged once, as it is observed, 0-bas
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from itertools import islice
 
 from hybrid_provider.backends.status import (
     BatchStatus,
@@ -12,7 +13,7 @@ from hybrid_provider.backends.status import (
     WorkflowPhase,
     WorkflowStatus,
 )
-from hybrid_provider.backends.waiting import transitions
+from hybrid_provider.backends.waiting import poll_pauses, transitions
 
 T0 = datetime(2026, 11, 27, 1, 0, tzinfo=timezone.utc)
 
@@ -68,3 +69,10 @@ def test_a_preemption_and_the_retry_after_it_are_both_logged():
         "batch 0 (1 of 1) cpu: running -> running at 01:00:09.000, attempt 2",
     ]
     assert seen == {0: ("running", 2, 1)}
+
+
+def test_polls_start_at_half_a_second_and_double_up_to_the_interval():
+    """A run of seconds is noticed soon after it ends; a run of hours costs one poll per
+    interval."""
+    assert list(islice(poll_pauses(5.0), 6)) == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
+    assert list(islice(poll_pauses(0.05), 2)) == [0.05, 0.05]  # never longer than asked
