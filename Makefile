@@ -15,7 +15,7 @@ AIRFLOW_PORT ?= 0
 AIRFLOW_ENV := AIRFLOW_HOME=$(DEMO_HOME) AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
 	AIRFLOW__CORE__LOAD_EXAMPLES=False
 
-.PHONY: install demo airflow browser prometheus screenshots test test-fast test-lowest test-k8s test-engines engines cluster cluster-down test-cluster bench bench-quick bench-wide lint clean
+.PHONY: install demo airflow browser prometheus screenshots test test-fast test-lowest test-k8s test-engines engines cluster cluster-down test-cluster bench bench-quick bench-placement lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || ($(PYTHON) -m pip install --quiet virtualenv && $(PYTHON) -m virtualenv $(VENV))
@@ -122,8 +122,13 @@ bench-quick: install
 	$(BIN)/python -m benchmarks.run --quick
 	$(BIN)/python -m benchmarks.wide --quick
 
+.PHONY: bench-wide
 bench-wide: install
 	$(BIN)/python -m benchmarks.wide --json $(CURDIR)/.bench-wide-results.json
+
+# flavor="auto" against each fixed flavor, issue 12's scenarios on the local backend (about 8 minutes)
+bench-placement: install
+	$(BIN)/python -m benchmarks.placement --json $(CURDIR)/.bench-placement.json
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy

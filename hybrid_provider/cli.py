@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from hybrid_provider.constants import FLAVORS
 from hybrid_provider.core.cut import DEFAULT_MAX_COEFFICIENTS
 from hybrid_provider.core.errors import HybridQuantumError, InputError
 from hybrid_provider.core.failures import describe, exit_code
@@ -80,6 +81,29 @@ def build_parser() -> argparse.ArgumentParser:
     workflow.add_argument("--name", help="workflow name (default: derived from the job)")
     _add_execution_arguments(workflow, required=False)
     workflow.set_defaults(handler=_workflow)
+
+    submit = commands.add_parser(
+        "submit",
+        help="run a job's batches on this machine's local backend (a detached runner); "
+        "--flavor auto places them from the local queue and earlier runs",
+    )
+    submit.add_argument("manifest_uri")
+    submit.add_argument("--store", default=DEFAULT_STORE, help="store whose local queue runs it")
+    submit.add_argument("--flavor", default="cpu", choices=[*FLAVORS, "auto"])
+    submit.add_argument("--local-quota", help='slots per flavor as JSON, e.g. {"cpu": 2, "gpu": 1}')
+    submit.add_argument(
+        "--replace-after",
+        type=float,
+        help="auto: seconds a batch waits for quota before it moves to a flavor with a free "
+        "slot (default 300)",
+    )
+    submit.add_argument("--name", help="workflow name (default: derived from the job)")
+    submit.add_argument(
+        "--wait", action="store_true", help="wait until done, then add the run to the history"
+    )
+    _add_execution_arguments(submit, required=True)
+    _add_json(submit)
+    submit.set_defaults(handler=_submit)
 
     reconstruct = commands.add_parser("reconstruct", help="values and standard errors of a job")
     reconstruct.add_argument("manifest_uri")
@@ -152,6 +176,11 @@ def _add_execution_arguments(parser: argparse.ArgumentParser, required: bool) ->
         help="shot mode: same shots per subexperiment, or the same total spread by "
         "|coefficient| weight",
     )
+    parser.add_argument(
+        "--runtime-options",
+        help="IBM Runtime job options as JSON, e.g. '{\"twirl_gates\": true}' "
+        "(ibm-runtime samplers; docs/ibm-quantum.md)",
+    )
 
 
 def _add_json(parser: argparse.ArgumentParser) -> None:
@@ -168,7 +197,17 @@ def _options(args: argparse.Namespace):
         device=args.device,
         sampler=args.sampler,
         shot_allocation=args.shot_allocation,
+        runtime=_json_option(args.runtime_options, "--runtime-options"),
     )
+
+
+def _json_option(text: str | None, flag: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise InputError(f"{flag} must be a JSON object: {exc}") from None
 
 
 def _parameters(text: str | None) -> list[float] | None:
@@ -273,6 +312,40 @@ def _workflow(args: argparse.Namespace) -> int:
     )
     print(yaml.safe_dump(compile_workflow(spec, options), sort_keys=False), end="")
     return 0
+
+
+def _submit(args: argparse.Namespace) -> int:
+    """What ArgoSubmitOperator does, on the local backend, without Airflow."""
+    from hybrid_provider.backends.local import local_quota
+    from hybrid_provider.backends.local.backend import LocalBackend
+    from hybrid_provider.backends.spec import workflow_name
+    from hybrid_provider.core import store
+    from hybrid_provider.core.manifest import load_manifest
+    from hybrid_provider.placement import decide
+
+    backend = LocalBackend(args.store, quota=local_quota(args.local_quota))
+    manifest = load_manifest(args.manifest_uri)
+    name = args.name or workflow_name("cli", manifest.job_name)
+    store_uri = store.normalise_uri(args.store)
+    after = decide.DEFAULT_REPLACE_AFTER_S if args.replace_after is None else args.replace_after
+    spec, placement = decide.placed_spec(
+        backend, manifest, args.manifest_uri, name, _options(args),
+        requested=args.flavor, store_uri=store_uri, replace_after=after,
+    )  # fmt: skip
+    if args.flavor == "auto":
+        decide.write_decision(args.manifest_uri, placement)
+    status = backend.submit(spec)
+    while args.wait and not status.phase.finished:
+        time.sleep(0.2)
+        status = backend.status(name)
+    if args.wait:
+        decide.remember_run(args.manifest_uri, status, store_uri)
+    if args.json:
+        _print_json({"workflow_name": name, "placement": placement.model_dump(mode="json"),
+                     "status": status.model_dump(mode="json")})  # fmt: skip
+    else:
+        print("\n".join([*placement.lines(), f"{name}: {status.summary_line()}"]))
+    return 1 if status.phase.finished and status.phase.value != "Succeeded" else 0
 
 
 def _reconstruct(args: argparse.Namespace) -> int:

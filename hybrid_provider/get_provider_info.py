@@ -55,6 +55,7 @@ def get_provider_info() -> dict:
                 "python-modules": [
                     "hybrid_provider.hooks.hybrid_quantum",
                     "hybrid_provider.hooks.kubernetes",
+                    "hybrid_provider.hooks.ibm_runtime",
                 ],
             }
         ],
@@ -78,12 +79,35 @@ def get_provider_info() -> dict:
                         "label": "Artifact store URI (file://, s3://, ...)",
                         "schema": {"type": ["string", "null"]},
                     },
+                    "flavor": {
+                        "label": "Default flavor of submits (cpu, gpu, qpu or auto)",
+                        "schema": {"type": ["string", "null"]},
+                    },
                     **connection_form_fields(),
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["host", "schema", "login", "password", "port", "extra"]
                 },
-            }
+            },
+            {
+                "hook-class-name": "hybrid_provider.hooks.ibm_runtime.IBMRuntimeHook",
+                "hook-name": "IBM Quantum Runtime",
+                "connection-type": "ibm_runtime",
+                "conn-fields": {
+                    "channel": {
+                        "label": "Channel (ibm_quantum_platform or ibm_cloud)",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "instance": {
+                        "label": "Instance (CRN or name)",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                },
+                "ui-field-behaviour": {
+                    "hidden-fields": ["host", "schema", "login", "port", "extra"],
+                    "relabeling": {"password": "API token"},
+                },
+            },
         ],
         "extra-links": [
             "hybrid_provider.links.ResultsReportLink",

@@ -38,6 +38,7 @@ from hybrid_provider.core import layout, store
 from hybrid_provider.core.errors import ArtifactError
 from hybrid_provider.core.execute.record import read_record
 from hybrid_provider.core.manifest import MANIFEST_NAME, load_manifest
+from hybrid_provider.core.reconstruct.result import read_result
 
 log = logging.getLogger(__name__)
 
@@ -113,24 +114,16 @@ def _job(path: str) -> JobSample:
 
 
 def _reconstruction(path: str) -> ReconstructionSample:
-    payload = store.read_json(path, what="reconstruction result")
+    result = read_result(path)
     job = path[: -len(RECONSTRUCTION_FILE)]
-    try:
-        observables = tuple(str(o) for o in payload["observables"])
-        values = tuple(float(v) for v in payload["values"])
-        std_errors = tuple(float(e) for e in payload["std_errors"])
-        if not len(observables) == len(values) == len(std_errors):
-            raise ValueError("observables, values and std_errors differ in length")
-        return ReconstructionSample(
-            job_name=load_manifest(job + MANIFEST_NAME).job_name,
-            array_module=str(payload["array_module"]),
-            seconds=float(payload["seconds"]),
-            observables=observables,
-            values=values,
-            std_errors=std_errors,
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ArtifactError(f"reconstruction result {path} is incomplete ({exc})") from exc
+    return ReconstructionSample(
+        job_name=load_manifest(job + MANIFEST_NAME).job_name,
+        array_module=result.array_module,
+        seconds=result.seconds,
+        observables=tuple(result.observables),
+        values=tuple(result.values),
+        std_errors=tuple(result.std_errors),
+    )
 
 
 def _timeline(path: str) -> Timeline:

@@ -14,9 +14,9 @@ from hybrid_provider.core.cut.plan import plan_cuts
 from hybrid_provider.core.execute.batch import run_batch
 from hybrid_provider.core.execute.options import execution_options
 from hybrid_provider.core.inputs import load_circuit, parse_observables
-from hybrid_provider.core.manifest import artifact_uri
 from hybrid_provider.core.provenance import Origin
 from hybrid_provider.core.reconstruct.combine import reconstruct_job
+from hybrid_provider.core.reconstruct.result import ReconstructionResult, write_result
 
 QASM = """OPENQASM 2.0;
 include "qelib1.inc";
@@ -44,8 +44,9 @@ def make_job(root: Path, *, shots: int = 4000, origin: Origin | None = None) -> 
     for index in range(job.manifest.num_batches):
         run_batch(job.manifest_uri, index, options)
     result = reconstruct_job(job.manifest_uri, device="cpu")
-    payload = {"manifest_uri": job.manifest_uri, **result.as_dict()}
-    store.write_json_atomic(artifact_uri(job.manifest_uri, "results/reconstruction.json"), payload)
+    published = ReconstructionResult.of(job.manifest_uri, result)
+    write_result(published)
+    payload = published.model_dump(mode="json")
     return {
         "store_uri": store_uri,
         "manifest_uri": job.manifest_uri,

@@ -31,7 +31,7 @@ from hybrid_provider.core.cut.job import write_job
 from hybrid_provider.core.cut.plan import plan_cuts
 from hybrid_provider.core.execute.options import ExecutionOptions
 from hybrid_provider.core.execute.record import read_record
-from hybrid_provider.core.manifest import artifact_uri
+from hybrid_provider.core.reconstruct.result import ReconstructionResult, write_result
 from hybrid_provider.sensors.kueue_wait import write_timeline
 
 TIMEOUT = 60
@@ -66,9 +66,7 @@ def shot_job(tmp_path, monkeypatch):
     job, result = run_job(
         random_ansatz(4, reps=1), ["ZZZZ"], tmp_path, options, partition_labels="AABB"
     )
-    store.write_json_atomic(
-        artifact_uri(job.manifest_uri, metrics.RECONSTRUCTION_FILE), result.as_dict()
-    )
+    write_result(ReconstructionResult.of(job.manifest_uri, result))
     return job, result
 
 

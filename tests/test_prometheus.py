@@ -25,17 +25,15 @@ import pytest
 from helpers import random_ansatz
 from qiskit.quantum_info import PauliList
 
-from hybrid_provider import metrics
 from hybrid_provider.backends.local.backend import LocalBackend
 from hybrid_provider.backends.spec import compile_spec
 from hybrid_provider.backends.status import WorkflowPhase, WorkflowStatus
-from hybrid_provider.core import store
 from hybrid_provider.core.cut.job import WrittenJob, write_job
 from hybrid_provider.core.cut.plan import plan_cuts
 from hybrid_provider.core.execute.options import ExecutionOptions
 from hybrid_provider.core.execute.record import read_record
-from hybrid_provider.core.manifest import artifact_uri
 from hybrid_provider.core.reconstruct.combine import Reconstruction, reconstruct_job
+from hybrid_provider.core.reconstruct.result import ReconstructionResult, write_result
 from hybrid_provider.sensors.kueue_wait import write_timeline
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
@@ -94,9 +92,7 @@ def finished_run(tmp_path_factory) -> tuple[Path, WrittenJob, WorkflowStatus, Re
     assert status.phase == WorkflowPhase.SUCCEEDED
     write_timeline(job.manifest_uri, status)
     result = reconstruct_job(job.manifest_uri, device="cpu")
-    store.write_json_atomic(
-        artifact_uri(job.manifest_uri, metrics.RECONSTRUCTION_FILE), result.as_dict()
-    )
+    write_result(ReconstructionResult.of(job.manifest_uri, result))
     return root, job, status, result
 
 

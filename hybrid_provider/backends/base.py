@@ -15,7 +15,7 @@ import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
@@ -23,6 +23,9 @@ from pydantic.fields import FieldInfo
 from hybrid_provider.backends.spec import WorkflowSpec
 from hybrid_provider.backends.status import WorkflowStatus
 from hybrid_provider.core.errors import BackendError, InputError, invalid_fields
+
+if TYPE_CHECKING:
+    from hybrid_provider.placement.telemetry import TelemetrySnapshot
 
 ENTRY_POINT_GROUP = "hybrid_quantum.backends"
 
@@ -58,6 +61,15 @@ class WorkflowBackend(Protocol):
 
     async def astop(self, workflow_name: str) -> None:
         """``stop`` for the triggerer (a user killed the deferred task)."""
+
+
+@runtime_checkable
+class ReportsTelemetry(Protocol):
+    """A backend that can say how its queues stand, so ``flavor="auto"`` can place batches on
+    it (``hybrid_provider.placement``). Optional: a backend without it takes named flavors only."""
+
+    def telemetry(self) -> TelemetrySnapshot:
+        """Every flavor's quota, use and queue now, in batches (one batch = one pod)."""
 
 
 class BlockingBackend:
@@ -142,7 +154,7 @@ def plugin(name: str) -> BackendPlugin:
 
 
 #: Connection fields every backend shares; the rest belong to one backend's ``options``.
-COMMON_FIELDS = ("backend", "store_uri")
+COMMON_FIELDS = ("backend", "store_uri", "flavor")
 
 
 def backend_from_connection(settings: Mapping[str, Any]) -> WorkflowBackend:

@@ -29,6 +29,17 @@ class BatchTask(BaseModel):
     num_subexperiments: int
 
 
+class Replacement(BaseModel):
+    """Re-placement while waiting (``flavor="auto"``): a batch not admitted after ``after_s``
+    moves to another of ``flavors`` whose quota has a free slot. Results do not depend on the
+    flavor, so one job may mix them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    flavors: list[Flavor]
+    after_s: float = Field(gt=0)
+
+
 class WorkflowSpec(BaseModel):
     """Everything a backend needs to run a job's batches, and nothing about where it runs:
     the same spec goes to any backend. Submitting it twice under one name is a no-op (the
@@ -44,6 +55,7 @@ class WorkflowSpec(BaseModel):
     queue_name: str | None = None
     priority_class: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+    replacement: Replacement | None = None
 
     @field_validator("name")
     @classmethod
@@ -59,6 +71,12 @@ class WorkflowSpec(BaseModel):
     def flavors(self) -> list[str]:
         return sorted({b.flavor for b in self.batches})
 
+    @property
+    def reachable_flavors(self) -> list[str]:
+        """The batches' flavors and those re-placement may move them to."""
+        moves = self.replacement.flavors if self.replacement else []
+        return sorted({*self.flavors, *moves})
+
 
 def compile_spec(
     manifest: JobManifest,
@@ -70,6 +88,7 @@ def compile_spec(
     queue_name: str | None = None,
     priority_class: str | None = None,
     labels: dict[str, str] | None = None,
+    replacement: Replacement | None = None,
 ) -> WorkflowSpec:
     """One task per batch of the manifest; ``flavor`` is one flavor or a per-batch mapping."""
     per_batch = flavor if isinstance(flavor, dict) else {}
@@ -90,6 +109,7 @@ def compile_spec(
         queue_name=queue_name,
         priority_class=priority_class,
         labels=labels or {},
+        replacement=replacement,
     )
 
 

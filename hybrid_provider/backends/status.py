@@ -46,8 +46,10 @@ class Reason(StrEnum):
     RETRYING = "Retrying"
     REQUEUED = "Requeued"
     RESUBMITTED = "Resubmitted"
+    REPLACED = "Replaced"
     ERROR = "Error"
     STOPPED = "Stopped"
+    PROVIDER_QUEUED = "WaitingOnQpuProvider"  # running, its job queued by the QPU provider
 
 
 class Admission(str, Enum):
@@ -107,6 +109,8 @@ class BatchStatus(BaseModel):
     duration_s: float | None = None
     attempts: int = 0
     preemptions: list[Preemption] = []
+    #: The flavors a waiting batch was moved away from by re-placement, oldest first.
+    moved_from: list[Flavor] = []
 
     def queue(self, reason: Reason, at: datetime, message: str | None = None) -> None:
         """Back to waiting for quota (a retry, a requeue after a dead runner, a resubmit)."""
@@ -123,6 +127,14 @@ class BatchStatus(BaseModel):
         self.reason, self.message = Reason.ADMITTED, None
         self.started_at, self.attempts = at, self.attempts + 1
 
+    def wait_on_provider(self, message: str | None) -> bool:
+        """A running batch whose QPU provider queues its job (``message`` says where), or no
+        longer does (None). Returns whether anything changed."""
+        reason = Reason.PROVIDER_QUEUED if message else Reason.ADMITTED
+        changed = (self.reason, self.message) != (reason, message)
+        self.reason, self.message = reason, message
+        return changed
+
     def succeed(self, at: datetime, duration_s: float, *, reused: bool) -> None:
         self.phase, self.admission = BatchPhase.SUCCEEDED, Admission.FINISHED
         self.reason = Reason.RESULT_STORED if reused else Reason.COMPLETED
@@ -131,6 +143,13 @@ class BatchStatus(BaseModel):
     def fail(self, reason: Reason, at: datetime, message: str | None = None) -> None:
         self.phase, self.admission, self.reason = BatchPhase.FAILED, Admission.FINISHED, reason
         self.finished_at, self.message = at, message if message is not None else self.message
+
+    def move(self, flavor: Flavor, at: datetime, message: str) -> None:
+        """Re-placement: a batch still waiting goes to another flavor's queue (it never ran
+        there, so it runs once, wherever it ends up)."""
+        self.moved_from = [*self.moved_from, self.flavor]
+        self.flavor = flavor
+        self.queue(Reason.REPLACED, at, message)
 
     def reset(self, at: datetime) -> None:
         """Forget a failed or unfinished attempt: queued anew as if never run (a resubmit)."""

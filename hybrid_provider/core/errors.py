@@ -25,6 +25,13 @@ class ArtifactError(HybridQuantumError):
     """An artifact in the store is missing, incomplete or fails its checksum."""
 
 
+class ProviderError(HybridQuantumError):
+    """The QPU provider failed or cancelled a job: a retry would reattach to the same job.
+
+    Not retried automatically; a new run of the batch (a new task try) submits a new job.
+    """
+
+
 class BackendError(HybridQuantumError):
     """The workflow backend is unknown, unreachable or refused the request."""
 

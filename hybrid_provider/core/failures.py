@@ -18,6 +18,7 @@ from hybrid_provider.core.errors import (
     BackendError,
     CutPlanError,
     InputError,
+    ProviderError,
     one_line,
 )
 
@@ -45,9 +46,11 @@ BAD_INPUT: tuple[type[BaseException], ...] = (
 
 
 def disposition(exc: BaseException) -> Disposition:
-    """FAIL for bad input; RETRY for everything else (BackendError included)."""
+    """FAIL for bad input and jobs the QPU provider failed; RETRY for everything else."""
     if isinstance(exc, BackendError):
         return Disposition.RETRY
+    if isinstance(exc, ProviderError):  # a retry would reattach to the same failed job
+        return Disposition.FAIL
     return Disposition.FAIL if isinstance(exc, BAD_INPUT) else Disposition.RETRY
 
 

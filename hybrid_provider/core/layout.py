@@ -10,6 +10,8 @@ Inside a job folder every path is relative, so a job copied to another store sti
                                    choice and each choice's QPD terms
     <job>/results/batch-NNNNN.npz  a batch's outcomes (exact factors, or shot outcomes)
     <job>/results/batch-NNNNN.json its sealed record, written after the outcomes
+    <job>/results/batch-NNNNN.ibm-runtime.json   a batch's QPU provider jobs, as they exist
+    <job>/results/ibm-runtime-layout-<device>-<subsystem>.json   a subcircuit's pinned layout
     <job>/results/reconstruction.json, timeline.json, report.html, report.png
 
     <store>/_runs/<run>/           local backend: one folder per run (spec, state, logs)
@@ -40,6 +42,14 @@ def batch_outcomes(index: int) -> str:
 
 def batch_record(index: int) -> str:
     return f"{_BATCH_PREFIX}{index:05d}.json"
+
+
+def provider_jobs(index: int) -> str:
+    return f"{_BATCH_PREFIX}{index:05d}.ibm-runtime.json"
+
+
+def pinned_layout(device: str, subsystem: str) -> str:
+    return f"{RESULTS_FOLDER}/ibm-runtime-layout-{device}-{subsystem}.json"
 
 
 def batch_of_record(relative: str) -> int | None:

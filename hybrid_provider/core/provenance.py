@@ -128,6 +128,26 @@ class Seeds(_Model):
     reproducible: bool = Field(description="whether a rerun on the same software must match")
 
 
+class IsaCircuits(_Model):
+    """How one subcircuit's subexperiments were transpiled for a device (ISA circuits)."""
+
+    subsystem: str = Field(description="the subcircuit's label")
+    width: int
+    layout: list[int] = Field(description="physical qubit of each virtual qubit, shared by all")
+    depth: int = Field(description="largest depth among its transpiled subexperiments")
+    two_qubit_gates: int = Field(description="most two-qubit gates in one of them")
+
+
+class ProviderJobs(_Model):
+    """The QPU provider's jobs that produced a batch (IBM Quantum Runtime)."""
+
+    provider: str = Field(description="e.g. 'ibm-runtime' or 'ibm-runtime-local' (testing)")
+    backend: str = Field(description="the device (or fake device) the jobs ran on")
+    job_ids: list[str]
+    submissions: int = Field(description="jobs this batch submitted; reattaching adds none")
+    isa: list[IsaCircuits]
+
+
 class BatchProvenance(_Model):
     """Where and with what one batch ran: written into its result record."""
 
@@ -139,6 +159,9 @@ class BatchProvenance(_Model):
         description="Aer threads; wide circuits sum in an order that depends on it"
     )
     seeds: Seeds
+    provider_jobs: ProviderJobs | None = Field(
+        default=None, description="the QPU provider's jobs, when a batch ran on one"
+    )
 
 
 @functools.cache

@@ -77,6 +77,11 @@ class HybridQuantumHook(BaseHook):
     def store_uri(self) -> str:
         return self.settings()["store_uri"]
 
+    @property
+    def default_flavor(self) -> str:
+        """The connection's ``flavor`` (cpu, gpu, qpu or auto) for submits that name none."""
+        return str(self.settings().get("flavor") or "cpu")
+
     def get_backend(self) -> WorkflowBackend:
         """The backend the connection names, built by its plugin from the connection's fields."""
         return backend_from_connection(self.settings())

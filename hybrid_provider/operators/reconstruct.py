@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, get_args
 
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
-from hybrid_provider.core import layout, store
 from hybrid_provider.core.errors import InputError
 from hybrid_provider.core.execute.options import Device
-from hybrid_provider.core.manifest import artifact_uri
 from hybrid_provider.links import ResultsReportLink
 from hybrid_provider.operators._common import (
     UsesHybridConnection,
@@ -23,8 +20,7 @@ from hybrid_provider.operators._stats import report_reconstruction
 
 if TYPE_CHECKING:
     from hybrid_provider.core.reconstruct.combine import Reconstruction
-
-RESULTS_NAME = layout.RECONSTRUCTION_RESULT
+    from hybrid_provider.core.reconstruct.result import ReconstructionResult
 
 
 class CupyReconstructOperator(UsesHybridConnection, BaseOperator):
@@ -62,6 +58,7 @@ class CupyReconstructOperator(UsesHybridConnection, BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from hybrid_provider.core.reconstruct.combine import reconstruct_job
         from hybrid_provider.core.reconstruct.report import exact_or_none
+        from hybrid_provider.core.reconstruct.result import ReconstructionResult, write_result
 
         with bad_input_fails_task():
             if self.device not in get_args(Device):
@@ -74,15 +71,10 @@ class CupyReconstructOperator(UsesHybridConnection, BaseOperator):
         report_reconstruction(self, result)
         exact = exact_or_none(self.manifest_uri)
         self._log_values(result, exact)
-        results_uri = artifact_uri(store.normalise_uri(self.manifest_uri), RESULTS_NAME)
-        payload = {
-            "manifest_uri": self.manifest_uri,
-            **result.as_dict(),
-            "finished_at": datetime.now(timezone.utc).isoformat(),  # the report's last stage
-        }
-        store.write_json_atomic(results_uri, payload)
-        self.results_url = self._write_report(payload, exact) or results_uri
-        return {**payload, "exact": exact, "results_uri": results_uri}
+        published = ReconstructionResult.of(self.manifest_uri, result)
+        results_uri = write_result(published)
+        self.results_url = self._write_report(published, exact) or results_uri
+        return {**published.model_dump(mode="json"), "exact": exact, "results_uri": results_uri}
 
     def _log_values(self, result: Reconstruction, exact: list[float] | None) -> None:
         """Every value with its standard error and, when computable, the exact reference: the
@@ -147,7 +139,9 @@ class CupyReconstructOperator(UsesHybridConnection, BaseOperator):
                 ),
             )
 
-    def _write_report(self, payload: dict[str, Any], exact: list[float] | None) -> str | None:
+    def _write_report(
+        self, published: ReconstructionResult, exact: list[float] | None
+    ) -> str | None:
         """The results report (HTML + PNG) next to the job; its browser URL for the link.
 
         The values are already written: a report that cannot be built is logged, not fatal.
@@ -160,7 +154,7 @@ class CupyReconstructOperator(UsesHybridConnection, BaseOperator):
         try:
             html_uri, png_uri = write_report(
                 self.manifest_uri,
-                payload,
+                published,
                 exact=exact,
                 airflow_url=conf.get("api", "base_url", fallback="") or "",
             )

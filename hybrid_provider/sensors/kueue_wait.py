@@ -26,6 +26,7 @@ from hybrid_provider.core import store
 from hybrid_provider.core.manifest import artifact_uri
 from hybrid_provider.core.reconstruct.report import TIMELINE_JSON
 from hybrid_provider.operators._common import UsesHybridConnection
+from hybrid_provider.placement.decide import read_decision, remember_run
 
 
 class KueueWaitSensor(UsesHybridConnection, BaseSensorOperator):
@@ -150,6 +151,20 @@ class KueueWaitSensor(UsesHybridConnection, BaseSensorOperator):
             self.log.warning("Could not write the timeline of %s: %s", self._workflow, exc)
         else:
             self.log.info("Timeline written to %s", uri)
+        self._learn(str(manifest_uri), status)
+
+    def _learn(self, manifest_uri: str, status: WorkflowStatus) -> None:
+        """Add the finished run to its store's placement history (``flavor="auto"`` learns
+        from it); a history that cannot be written costs only that."""
+        if not status.phase.finished:
+            return
+        config = (self.submitted or {}).get("backend_config") or {}
+        try:
+            uri = remember_run(manifest_uri, status, config.get("store_uri") or self.hook.store_uri)
+        except Exception as exc:  # noqa: BLE001 (the run itself is done and recorded)
+            self.log.warning("Could not add %s to the placement history: %s", self._workflow, exc)
+        else:
+            self.log.info("Placement history entry written to %s", uri)
 
     # --- deferrable mode -------------------------------------------------------------------
     def execute(self, context: Context) -> Any:
@@ -228,6 +243,12 @@ def timeline_lines(status: WorkflowStatus) -> list[str]:
     return lines
 
 
+def _placement_lines(manifest_uri: str) -> list[str] | None:
+    """The ``flavor="auto"`` decision and its reasons, when the submit made one."""
+    decision = read_decision(manifest_uri)
+    return decision.lines() if decision else None
+
+
 def write_timeline(manifest_uri: str, status: WorkflowStatus) -> str:
     """Every batch's status, as the wait last saw it, at ``<job>/results/timeline.json``
     (read by the report); returns its URI."""
@@ -240,6 +261,7 @@ def write_timeline(manifest_uri: str, status: WorkflowStatus) -> str:
             "phase": status.phase.value,
             "written_at": datetime.now(timezone.utc).isoformat(),
             "batches": [b.model_dump(mode="json") for b in status.batches],
+            "placement": _placement_lines(manifest_uri),
         },
     )
     return uri

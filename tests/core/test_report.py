@@ -15,6 +15,7 @@ from hybrid_provider.core import store
 from hybrid_provider.core.errors import ArtifactError
 from hybrid_provider.core.provenance import Origin
 from hybrid_provider.core.reconstruct import reference, report
+from hybrid_provider.core.reconstruct.result import ReconstructionResult, result_uri
 
 try:
     from tests.report_job import OBSERVABLES, make_job
@@ -215,8 +216,8 @@ def test_the_stages_add_up_to_the_runs_wall_time(job):
     nothing; now they follow one another from the cut to the end of reconstruction."""
     data = report.gather(job["manifest_uri"], exact=None)
     finished = data.last_batch_finished + timedelta(seconds=3.0 + job["payload"]["seconds"])
-    payload = {**job["payload"], "finished_at": finished.isoformat()}
-    times = report.gather(job["manifest_uri"], payload, exact=None).stage_times()
+    published = ReconstructionResult.model_validate({**job["payload"], "finished_at": finished})
+    times = report.gather(job["manifest_uri"], published, exact=None).stage_times()
     manifest = job["manifest"]
     wall = manifest.cut_seconds + (finished - report._aware(manifest.created_at)).total_seconds()
     assert times.wall_s == pytest.approx(sum(times.stages.values())) == pytest.approx(wall)
@@ -275,3 +276,11 @@ def test_the_timeline_is_shown_and_times_the_first_start(job, tmp_path):
     table = report.render_html(data).split('<table id="timeline">')[1].split("</table>")[0]
     assert table.count("<tr>") == 3 and "3.000" in table
     assert report.render_png(data).startswith(b"\x89PNG")  # the Gantt chart draws
+
+
+def test_a_malformed_published_result_is_refused_by_name(job):
+    """One value too few used to draw a report with a missing row; now it is refused."""
+    uri = result_uri(job["manifest_uri"])
+    store.write_json_atomic(uri, {**job["payload"], "values": job["payload"]["values"][:-1]})
+    with pytest.raises(ArtifactError, match="reconstruction result .* is malformed .*differ in"):
+        report.gather(job["manifest_uri"], exact=None)

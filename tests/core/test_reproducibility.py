@@ -30,6 +30,7 @@ from hybrid_provider.core.manifest import load_manifest
 from hybrid_provider.core.provenance import CutRequest, Origin, Software
 from hybrid_provider.core.reconstruct.combine import reconstruct_job
 from hybrid_provider.core.reconstruct.report import write_report
+from hybrid_provider.core.reconstruct.result import ReconstructionResult
 from hybrid_provider.core.verify import verify_job
 
 OBSERVABLES = ["ZZZZ", "XXXX"]
@@ -153,7 +154,9 @@ def test_batches_with_other_software_are_flagged_in_the_result_and_the_report(
     result = reconstruct_job(job.manifest_uri, device="cpu")
     assert set(result.mixed_software) == {"python", "qiskit-aer"}
     assert result.mixed_software["qiskit-aer"]["0.15.0"] == [1]
-    html_uri, _ = write_report(job.manifest_uri, result.as_dict(), exact=None)
+    html_uri, _ = write_report(
+        job.manifest_uri, ReconstructionResult.of(job.manifest_uri, result), exact=None
+    )
     page = store.read_bytes(html_uri).decode()
     assert "Batches ran with different versions of python, qiskit-aer" in page
     assert 'id="provenance"' in page and job.manifest.provenance.circuit_sha256 in page

@@ -34,6 +34,7 @@ from hybrid_provider.backends.kubernetes.status import (
     pending_queues,
     positions_by_workload,
 )
+from hybrid_provider.backends.kubernetes.telemetry import kueue_snapshot, read_queues
 from hybrid_provider.backends.spec import WorkflowSpec
 from hybrid_provider.backends.status import WorkflowStatus
 from hybrid_provider.constants import ARGO_WORKFLOW_LABEL, KUEUE_JOB_UID_LABEL
@@ -41,6 +42,7 @@ from hybrid_provider.core.errors import BackendError, InputError, invalid_fields
 
 if TYPE_CHECKING:
     from hybrid_provider.hooks.kubernetes import Call, KubernetesCalls
+    from hybrid_provider.placement.telemetry import TelemetrySnapshot
 
 DEFAULT_CONN_ID = "kubernetes_default"
 FAILED_PHASES = ("Failed", "Error")
@@ -265,6 +267,12 @@ class KubernetesBackend:
 
     def ui_url(self, workflow_name: str) -> str | None:
         return argo_ui_link(self.argo_ui_url, self.namespace, workflow_name)
+
+    def telemetry(self) -> TelemetrySnapshot:
+        """Each flavor's LocalQueue, ClusterQueue quota and usage, and pending workloads."""
+        options = self.options
+        return kueue_snapshot(options, self.hook.drive(read_queues(self.hook, options,
+                                                                   self.namespace)))  # fmt: skip
 
     # --- async twins, for the trigger ------------------------------------------------------
     def async_hook(self):

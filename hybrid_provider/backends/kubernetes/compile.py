@@ -42,6 +42,7 @@ from hybrid_provider.constants import (
     STORE_SECRET,
 )
 from hybrid_provider.core.errors import InputError
+from hybrid_provider.core.execute import runtime_options as ibm_runtime
 from hybrid_provider.core.provenance import EXECUTOR_ENVIRONMENT
 
 API_VERSION = "argoproj.io/v1alpha1"
@@ -115,6 +116,9 @@ class KubernetesOptions(BaseModel):
     run_as_group: int = 10001
     scratch_size_limit: str = "1Gi"
     extra_env: dict[str, str] = Field(default_factory=dict)
+    #: Secret with the IBM Quantum account (keys token, channel, instance) for ibm-runtime
+    #: samplers; read by reference, so the token is never in the workflow.
+    ibm_runtime_secret: str = "hybrid-quantum-ibm-runtime"
 
     def queue_for(self, spec: WorkflowSpec, flavor: str) -> str:
         return spec.queue_name or self.local_queues.get(flavor) or DEFAULT_LOCAL_QUEUES[flavor]
@@ -141,6 +145,8 @@ def mode_arguments(spec: WorkflowSpec) -> list[str]:
                  f"--sampler={options.sampler}"]  # fmt: skip
     if options.shot_allocation != "uniform":  # only when asked: default workflows are unchanged
         arguments.append(f"--shot-allocation={options.shot_allocation}")
+    if options.runtime is not None:
+        arguments.append(f"--runtime-options={options.runtime.model_dump_json()}")
     return arguments
 
 
@@ -210,6 +216,27 @@ def _provenance_env(flavor: str, options: KubernetesOptions) -> list[m.EnvVar]:
     ]
 
 
+def _ibm_runtime_env(spec: WorkflowSpec, options: KubernetesOptions) -> list[m.EnvVar]:
+    """The IBM Quantum account from its Secret, for a real device (fake ones need none)."""
+    sampler = spec.execution.sampler
+    if not ibm_runtime.is_runtime_sampler(sampler) or ibm_runtime.is_local(sampler):
+        return []
+    keys = {ibm_runtime.TOKEN_VARIABLE: ("token", False),
+            ibm_runtime.CHANNEL_VARIABLE: ("channel", True),
+            ibm_runtime.INSTANCE_VARIABLE: ("instance", True)}  # fmt: skip
+    return [
+        m.EnvVar(
+            name=name,
+            value_from=m.EnvVarSource(
+                secret_key_ref=m.SecretKeySelector(
+                    name=options.ibm_runtime_secret, key=key, optional=optional
+                )
+            ),
+        )
+        for name, (key, optional) in keys.items()
+    ]
+
+
 def batch_metrics(flavor: str) -> list[Counter | Histogram]:
     """Argo's custom metrics of a batch template, served by the workflow controller's own
     ``/metrics`` (as ``argo_workflows_<name>``) while the batch pods are long gone.
@@ -247,6 +274,7 @@ def _batch_template(
         m.EnvVar(name="MPLCONFIGDIR", value="/tmp/matplotlib"),
         *_provenance_env(flavor, options),
         *(m.EnvVar(name=k, value=v) for k, v in sorted(options.extra_env.items())),
+        *_ibm_runtime_env(spec, options),
     ]
     return Container(
         name=template_name(flavor),

@@ -32,8 +32,10 @@ from hybrid_provider.backends.status import (
     WorkflowPhase,
     WorkflowStatus,
 )
+from hybrid_provider.constants import Flavor
 from hybrid_provider.core import layout, store
 from hybrid_provider.core.errors import BackendError, InputError
+from hybrid_provider.placement.telemetry import FlavorTelemetry, TelemetrySnapshot
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +140,30 @@ class LocalBackend(BlockingBackend):
 
     def ui_url(self, workflow_name: str) -> str | None:
         return None
+
+    def telemetry(self) -> TelemetrySnapshot:
+        """The store's queue now: this backend's quota, the slots every run holds, the batches
+        waiting (runs whose runner is gone are dropped first, as a runner would)."""
+        with self.queue.transaction() as ledger:
+            ledger.reap(lambda run: runner_alive(self.runs_dir / run))
+            seen = {f: (ledger.in_use(f), len(ledger.waiting(f))) for f in Flavor}
+        return TelemetrySnapshot(
+            backend=self.name,
+            taken_at=datetime.now(timezone.utc),
+            max_parallel=os.cpu_count() or 1,  # the runner's worker processes
+            flavors={
+                flavor: FlavorTelemetry(
+                    flavor=flavor,
+                    has_queue=True,
+                    slots=self.quota.get(flavor, 0),
+                    in_use=in_use,
+                    pending=waiting,
+                    admitted_workloads=in_use,
+                    note=None if self.quota.get(flavor, 0) else "no slots in the local quota",
+                )
+                for flavor, (in_use, waiting) in seen.items()
+            },
+        )
 
     # --- helpers --------------------------------------------------------------------------
     def _check_quota(self, spec: WorkflowSpec) -> None:

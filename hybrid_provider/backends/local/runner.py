@@ -29,7 +29,7 @@ from hybrid_provider.backends.local.backend import (
     show_positions,
     write_state,
 )
-from hybrid_provider.backends.local.queue import LocalQueue, Workload
+from hybrid_provider.backends.local.queue import Ledger, LocalQueue, Workload
 from hybrid_provider.backends.spec import WorkflowSpec
 from hybrid_provider.backends.status import (
     BatchPhase,
@@ -38,6 +38,8 @@ from hybrid_provider.backends.status import (
     WorkflowPhase,
     WorkflowStatus,
 )
+from hybrid_provider.constants import Flavor
+from hybrid_provider.core.execute.runtime_options import is_runtime_sampler
 from hybrid_provider.core.failures import Disposition, describe, disposition
 from hybrid_provider.core.provenance import EXECUTOR_ENVIRONMENT, THREADS_VARIABLE
 
@@ -81,9 +83,8 @@ class Runner:
             self.quota: dict[str, int] = dict(ledger.quota)
         self.status: WorkflowStatus = read_state(run_dir)
         self.running: dict[Future, BatchStatus] = {}
-        self.workers = max(
-            1, min(sum(self.quota.get(f, 0) for f in self.spec.flavors), os.cpu_count() or 1)
-        )
+        slots = sum(self.quota.get(f, 0) for f in self.spec.reachable_flavors)
+        self.workers = max(1, min(slots, os.cpu_count() or 1))
         self.threads = max(1, (os.cpu_count() or 1) // self.workers)
         self.pool = ProcessPoolExecutor(
             self.workers,
@@ -103,6 +104,7 @@ class Runner:
                 self._collect(
                     wait(list(self.running), timeout=POLL_SECONDS)[0] if self.running else ()
                 )
+                self._show_provider_waits()
                 if not self.running:
                     time.sleep(POLL_SECONDS)
         finally:
@@ -154,6 +156,7 @@ class Runner:
             gone = ledger.reap(
                 lambda run: run == self.spec.name or runner_alive(self.run_dir.parent / run)
             )
+            moved = [] if failing else self._replace(ledger, pending)
             ledger.track(
                 self.spec.name,
                 self.queued_since,
@@ -165,10 +168,45 @@ class Runner:
             positions, quota = ledger.positions(self.spec.name), dict(ledger.quota)
         if gone:
             log.info("freed the slots of %s: the runner is gone", ", ".join(gone))
+        for batch in moved:
+            log.info("batch %d %s", batch.index, batch.message)
         if quota != self.quota:
             log.info("the store's local queue now has the quota %s", quota)
             self.quota = quota
         return admitted, positions
+
+    def _replace(self, ledger: Ledger, pending: dict[int, BatchStatus]) -> list[BatchStatus]:
+        """Re-placement: batches that waited ``after_s`` move to another eligible flavor with a
+        free slot. Decided with the ledger locked, so no other run takes that slot meanwhile;
+        a waiting batch has never been admitted, so it runs once, wherever it ends up. A batch
+        waiting behind this run's own running batches stays: that is throughput, not a queue
+        held by others (as ``WorkflowStatus.queue_wait_seconds`` counts it)."""
+        rule = self.spec.replacement
+        if rule is None:
+            return []
+        now = _now()
+        ours = {b.flavor for b in self.running.values()} | {
+            w.flavor for w in ledger.workloads if w.run == self.spec.name and w.admitted_at
+        }  # a batch that just finished holds its slot in the ledger until this turn's track
+        free = {
+            f: ledger.quota.get(f, 0) - ledger.in_use(f) - len(ledger.waiting(f))
+            for f in rule.flavors
+        }
+        moved = []
+        for batch in sorted(pending.values(), key=lambda b: b.index):
+            waited = (now - batch.pending_since).total_seconds() if batch.pending_since else 0.0
+            target = next((f for f in rule.flavors if f != batch.flavor and free[f] > 0), None)
+            if waited < rule.after_s or target is None or batch.flavor in ours:
+                continue
+            free[target] -= 1
+            batch.move(
+                Flavor(target),
+                now,
+                f"moved from {batch.flavor} to {target}: not admitted after {waited:.1f} s "
+                f"while {target} had a free slot",
+            )
+            moved.append(batch)
+        return moved
 
     def _start(self, batch: BatchStatus, admitted_at: datetime) -> None:
         batch.admit(admitted_at)
@@ -203,6 +241,17 @@ class Runner:
                     "batch %d done (%s), %s batches done", batch.index, how, self.status.progress
                 )
         if finished:
+            self._save()
+
+    def _show_provider_waits(self) -> None:
+        """Running batches whose QPU provider queues their job say so, with the position."""
+        if not is_runtime_sampler(self.spec.execution.sampler):
+            return
+        from hybrid_provider.core.execute.ibm_runtime import provider_wait
+
+        uri = self.spec.manifest_uri
+        changed = [b.wait_on_provider(provider_wait(uri, b.index)) for b in self.running.values()]
+        if any(changed):
             self._save()
 
     def _fail(self, batch: BatchStatus, message: str, retry: bool) -> None:

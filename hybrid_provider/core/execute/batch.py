@@ -23,7 +23,7 @@ from hybrid_provider.core import store
 from hybrid_provider.core.cut.experiments import SubsystemChoices, stored_choices, subsystem_digest
 from hybrid_provider.core.cut.plan import build_problem
 from hybrid_provider.core.errors import ArtifactError, InputError
-from hybrid_provider.core.execute import simulate
+from hybrid_provider.core.execute import ibm_runtime, simulate
 from hybrid_provider.core.execute.allocation import allocate_shots
 from hybrid_provider.core.execute.choices import run_choices
 from hybrid_provider.core.execute.options import DEFAULT_SAMPLER, ExecutionOptions
@@ -39,6 +39,7 @@ from hybrid_provider.core.execute.record import (
     read_record,
     write_record,
 )
+from hybrid_provider.core.execute.runtime_options import is_runtime_sampler
 from hybrid_provider.core.manifest import (
     JobManifest,
     load_manifest,
@@ -128,17 +129,18 @@ def compute_batch(
     ]
     device = device or simulate.choose_device(options.device)
     seed = [options.seed, index]
-    parts = list(
-        run_choices(
-            segments,
-            options,
-            seed=seed,
-            sampler=sampler,
-            device=device,
-            shots=batch_shots(manifest_uri, manifest, index, options),
+    shots = batch_shots(manifest_uri, manifest, index, options)
+    provider_jobs = None
+    outcomes: BatchOutcomes
+    if sampler is None and is_runtime_sampler(options.sampler):  # a QPU provider
+        outcomes, provider_jobs = ibm_runtime.run_runtime_batch(
+            manifest_uri, manifest, index, segments, options, shots
         )
-    )
-    outcomes = concatenate(parts)
+    else:
+        parts = run_choices(
+            segments, options, seed=seed, sampler=sampler, device=device, shots=shots
+        )
+        outcomes = concatenate(list(parts))
     supplied = sampler is not None or options.sampler != DEFAULT_SAMPLER
     provenance = BatchProvenance(
         software=software(),
@@ -150,6 +152,7 @@ def compute_batch(
             sampling_entropy=seed if options.mode == "shots" and not supplied else None,
             reproducible=not supplied,
         ),
+        provider_jobs=provider_jobs,
     )
     return outcomes, provenance
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+from qiskit import QuantumCircuit
 
 from hybrid_provider.core.cut.experiments import SubsystemChoices, measured_circuits
 from hybrid_provider.core.errors import InputError
@@ -69,6 +70,16 @@ def run_choices(
 
 
 def _on_sampler(sampler, segments: Sequence[SubsystemChoices], counts: np.ndarray):
+    circuits, bits = measured_subexperiments(segments)
+    distributions = samplers.run_on_sampler(sampler, circuits, counts.tolist())
+    return build_outcomes(distributions, counts.tolist(), bits)
+
+
+def measured_subexperiments(
+    segments: Sequence[SubsystemChoices],
+) -> tuple[list[QuantumCircuit], list[int]]:
+    """The segments' measured subexperiments, in the job's flat order, and the number of
+    observable bits of each: what a sampler or a QPU provider runs."""
     circuits = [circuit for segment in segments for circuit in measured_circuits(segment)]
     bits = [
         deferred.observable_bits(group)
@@ -76,5 +87,4 @@ def _on_sampler(sampler, segments: Sequence[SubsystemChoices], counts: np.ndarra
         for _ in segment.terms
         for group in segment.groups
     ]
-    distributions = samplers.run_on_sampler(sampler, circuits, counts.tolist())
-    return build_outcomes(distributions, counts.tolist(), bits)
+    return circuits, bits

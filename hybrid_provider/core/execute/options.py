@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hybrid_provider.core.errors import InputError, one_line
+from hybrid_provider.core.execute.runtime_options import IBM_RUNTIME_SAMPLER, RuntimeOptions
 
 Mode = Literal["exact", "shots"]
 Device = Literal["cpu", "gpu", "auto"]
@@ -37,7 +38,11 @@ class ExecutionOptions(BaseModel):
     device: Device = "auto"  # Aer on a GPU when the pod or machine has one
     sampler: str = Field(
         default=DEFAULT_SAMPLER,
-        description="'aer' (batched statevector), 'aer-sampler', or 'module:attribute'",
+        description="'aer' (batched statevector), 'aer-sampler', 'ibm-runtime:DEVICE', or "
+        "'module:attribute'",
+    )
+    runtime: RuntimeOptions | None = Field(
+        default=None, description="IBM Runtime job options (ibm-runtime samplers only)"
     )
 
     shot_allocation: ShotAllocation = Field(
@@ -85,15 +90,20 @@ class ExecutionOptions(BaseModel):
                 f"exact mode needs the built-in simulator; sampler '{self.sampler}' can only "
                 "run in shot mode"
             )
+        if self.runtime is not None and not IBM_RUNTIME_SAMPLER.fullmatch(self.sampler):
+            raise InputError("runtime options apply to an 'ibm-runtime:DEVICE' sampler only")
         return self
 
 
 def check_sampler_name(name: str) -> None:
-    """A sampler is ``aer``, ``aer-sampler``, or an import path ``module:attribute``."""
-    if name not in (DEFAULT_SAMPLER, AER_SAMPLER) and not _IMPORT_PATH.fullmatch(name):
+    """A sampler is ``aer``, ``aer-sampler``, ``ibm-runtime[:DEVICE]`` or ``module:attribute``."""
+    if name in (DEFAULT_SAMPLER, AER_SAMPLER) or IBM_RUNTIME_SAMPLER.fullmatch(name):
+        return
+    if not _IMPORT_PATH.fullmatch(name):
         raise InputError(
-            f"unknown sampler '{name}': use '{DEFAULT_SAMPLER}' (default), '{AER_SAMPLER}', or "
-            "an import path 'module:attribute' naming a SamplerV2 or a backend"
+            f"unknown sampler '{name}': use '{DEFAULT_SAMPLER}' (default), '{AER_SAMPLER}', "
+            "'ibm-runtime:DEVICE' (e.g. ibm-runtime:fake_torino), or an import path "
+            "'module:attribute' naming a SamplerV2 or a backend"
         )
 
 

@@ -18,6 +18,7 @@ from qiskit.providers import BackendV2
 from hybrid_provider.core.errors import InputError
 from hybrid_provider.core.execute.options import AER_SAMPLER, check_sampler_name
 from hybrid_provider.core.execute.outcomes import OBSERVABLE_REGISTER, QPD_REGISTER
+from hybrid_provider.core.execute.runtime_options import IBM_RUNTIME_SAMPLER
 
 
 def resolve_sampler(name: str):
@@ -30,6 +31,10 @@ def resolve_sampler(name: str):
         from qiskit_aer.primitives import SamplerV2
 
         return SamplerV2()
+    if IBM_RUNTIME_SAMPLER.fullmatch(name):  # the device; batches run it through ibm_runtime
+        from hybrid_provider.core.execute.ibm_runtime import open_provider
+
+        return open_provider(name).backend
     check_sampler_name(name)
     module_name, _, attribute = name.partition(":")
     try:
@@ -65,6 +70,11 @@ def run_on_sampler(
     else:
         pubs = [(circuit, None, int(n)) for circuit, n in zip(circuits, shots, strict=True)]
         result = sampler.run(pubs).result()
+    return distributions_of(result)
+
+
+def distributions_of(result) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(packed outcome values, counts) of each pub of a SamplerV2 result."""
     distributions = []
     for pub_result in result:
         observable = _as_integers(pub_result.data[OBSERVABLE_REGISTER])

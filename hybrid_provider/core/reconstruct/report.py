@@ -25,6 +25,7 @@ from hybrid_provider.core import layout, store
 from hybrid_provider.core.errors import ArtifactError
 from hybrid_provider.core.manifest import JobManifest, artifact_uri, load_manifest
 from hybrid_provider.core.provenance import Software, mixed_software
+from hybrid_provider.core.reconstruct.result import ReconstructionResult, read_result, result_uri
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,8 @@ class ReportData:
     title: str = "Circuit cutting results"
     links: dict[str, str] = field(default_factory=dict)
     timeline: list[BatchSpan] = field(default_factory=list)
+    #: The ``flavor="auto"`` decision and its reasons, as the timeline carries them.
+    placement: list[str] = field(default_factory=list)
     reconstructed_at: datetime | None = None
     #: Airflow's ``[api] base_url`` ("" for links relative to the UI's origin); None: no links.
     airflow_url: str | None = None
@@ -181,7 +184,7 @@ def report_uris(manifest_uri: str) -> tuple[str, str]:
 
 def gather(
     manifest_uri: str,
-    reconstruction: Mapping[str, Any] | None = None,
+    reconstruction: ReconstructionResult | None = None,
     *,
     exact: Sequence[float] | None | str = "auto",
     title: str | None = None,
@@ -198,30 +201,29 @@ def gather(
     manifest_uri = store.normalise_uri(manifest_uri)
     manifest = load_manifest(manifest_uri)
     if reconstruction is None:
-        reconstruction = store.read_json(
-            artifact_uri(manifest_uri, RESULTS_JSON), what="reconstruction result"
-        )
+        reconstruction = read_result(result_uri(manifest_uri))
     if exact == "auto":
         exact = exact_or_none(manifest_uri)
-    observables = list(reconstruction["observables"])
+    observables = reconstruction.observables
     if exact is not None and len(exact) != len(observables):
         raise ValueError(f"{len(exact)} exact values given for {len(observables)} observables")
     return ReportData(
         manifest=manifest,
         manifest_uri=manifest_uri,
         observables=observables,
-        values=[float(v) for v in reconstruction["values"]],
-        std_errors=[float(e) for e in reconstruction["std_errors"]],
+        values=reconstruction.values,
+        std_errors=reconstruction.std_errors,
         exact=None if exact is None else [float(v) for v in exact],
-        mode=str(reconstruction.get("mode", "?")),
-        shots=reconstruction.get("shots"),
-        array_module=str(reconstruction.get("array_module", "?")),
-        reconstruct_seconds=float(reconstruction.get("seconds") or 0.0),
+        mode=reconstruction.mode,
+        shots=reconstruction.shots,
+        array_module=reconstruction.array_module,
+        reconstruct_seconds=reconstruction.seconds,
         batches=_batch_timings(manifest_uri, manifest),
         title=title or _title(manifest),
         links=dict(links or {}),
         timeline=read_timeline(manifest_uri),
-        reconstructed_at=_moment(reconstruction.get("finished_at")),
+        placement=read_placement(manifest_uri),
+        reconstructed_at=reconstruction.finished_at,
         airflow_url=airflow_url,
     )
 
@@ -261,7 +263,7 @@ def read_timeline(manifest_uri: str) -> list[BatchSpan]:
 
 def write_report(
     manifest_uri: str,
-    reconstruction: Mapping[str, Any] | None = None,
+    reconstruction: ReconstructionResult | None = None,
     *,
     exact: Sequence[float] | None | str = "auto",
     title: str | None = None,
@@ -548,6 +550,7 @@ of the label acts on qubit 0).</p>
 <th>seconds</th><th>finished</th></tr>
 {chr(10).join(batch_rows)}
 </table>
+{render_placement(data)}
 {render_timeline(data)}
 {render_provenance(data)}
 <h2>Files</h2>
@@ -559,6 +562,24 @@ of the label acts on qubit 0).</p>
 </body>
 </html>
 """
+
+
+def read_placement(manifest_uri: str) -> list[str]:
+    """The placement decision's lines from the timeline; none when the flavor was named."""
+    uri = artifact_uri(store.normalise_uri(manifest_uri), TIMELINE_JSON)
+    try:
+        return list(store.read_json(uri, what="timeline").get("placement") or [])
+    except ArtifactError:
+        return []
+
+
+def render_placement(data: ReportData) -> str:
+    """Where ``flavor="auto"`` put the batches, and the numbers it compared."""
+    if not data.placement:
+        return ""
+    lines = html.escape("\n".join(data.placement))
+    return f"""<h2>Placement</h2>
+<pre id="placement">{lines}</pre>"""
 
 
 def render_timeline(data: ReportData) -> str:
