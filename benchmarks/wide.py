@@ -308,12 +308,12 @@ def in_fresh_process(
 def run_case(case: WideCase, timeout: float) -> dict[str, Any]:
     load = os.getloadavg()[0]
     console.print(f"[bold]{case.name}[/], {case.num_cuts} cut CX (load average {load:.1f})")
-    measured = {}
+    measured: dict[str, dict[str, Any] | None] = {}
     for name, measurement in MEASUREMENTS.items():
         measured[name] = in_fresh_process(measurement, case, timeout)
-        console.print(f"  {name}: " + _seconds(measured[name] and measured[name]["wall_s"]))
-    unit_s = measured["unit"] and measured["unit"]["seconds"]
-    exact = measured["reference"]
+        console.print(f"  {name}: " + _seconds(_field(measured[name], "wall_s")))
+    unit_s = _field(measured["unit"], "seconds")
+    expected = _field(measured["reference"], "values")
     row = {
         "case": case.name,
         "load_average": load,
@@ -323,28 +323,33 @@ def run_case(case: WideCase, timeout: float) -> dict[str, Any]:
         "distinct": distinct_term_choices(plan_of(case)),
         "timeout_s": timeout,
         "unit_s": unit_s,
-        "unit_all_s": measured["unit"] and measured["unit"]["all_seconds"],
-        "reference_s": exact and exact["wall_s"],
-        "reference_max_bond": exact and exact["max_bond_dimension"],
-        "reference_values": exact and exact["values"],
-        "ours_stages": measured["ours"] and measured["ours"]["stages"],
+        "unit_all_s": _field(measured["unit"], "all_seconds"),
+        "reference_s": _field(measured["reference"], "wall_s"),
+        "reference_max_bond": _field(measured["reference"], "max_bond_dimension"),
+        "reference_values": expected,
+        "ours_stages": _field(measured["ours"], "stages"),
     }
     for path in ("ours", "job"):
-        row.update(_path_fields(path, measured[path], unit_s, exact and exact["values"]))
+        row.update(_path_fields(path, measured[path], unit_s, expected))
     return row
 
 
+def _field(measured: dict[str, Any] | None, key: str) -> Any:
+    """A measurement's field, or None when the measurement ran over the time limit."""
+    return None if measured is None else measured[key]
+
+
 def _path_fields(
-    path: str, measured: dict | None, unit_s: float | None, expected: list[float] | None
+    path: str, measured: dict[str, Any] | None, unit_s: float | None, expected: list[float] | None
 ) -> dict[str, Any]:
     """One path's time, time in units, peak memory, values and error (None where not measured)."""
-    seconds = measured and measured["wall_s"]
-    values = measured and measured["values"]
+    seconds = _field(measured, "wall_s")
+    values = _field(measured, "values")
     return {
         f"{path}_s": seconds,
         f"{path}_units": seconds / unit_s if seconds and unit_s else None,
-        f"{path}_peak_mb": measured and measured["peak_mb"],
-        f"{path}_process_peak_mb": measured and measured["process_peak_mb"],
+        f"{path}_peak_mb": _field(measured, "peak_mb"),
+        f"{path}_process_peak_mb": _field(measured, "process_peak_mb"),
         f"{path}_values": values,
         f"{path}_err": max_error(values, expected) if values and expected else None,
     }
