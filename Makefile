@@ -112,12 +112,19 @@ cluster-down:
 test-cluster: install
 	$(BIN)/python -m pytest -q -m cluster tests/cluster
 
-# Our pipeline next to the addon's tutorial pipeline, same cases, one process (about 12 minutes)
+# Our pipeline next to the addon's tutorial pipeline, same cases, one process (about 12 minutes),
+# then the wide circuits (2×16, 2×20, 3×14 qubits) against Aer's MPS simulator
 bench: install
 	$(BIN)/python -m benchmarks.run --json $(CURDIR)/.bench-results.json
+	$(BIN)/python -m benchmarks.wide --json $(CURDIR)/.bench-wide-results.json
 
 bench-quick: install
 	$(BIN)/python -m benchmarks.run --quick
+	$(BIN)/python -m benchmarks.wide --quick
+
+.PHONY: bench-wide
+bench-wide: install
+	$(BIN)/python -m benchmarks.wide --json $(CURDIR)/.bench-wide-results.json
 
 # flavor="auto" against each fixed flavor, issue 12's scenarios on the local backend (about 8 minutes)
 bench-placement: install

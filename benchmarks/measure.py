@@ -1,11 +1,13 @@
-"""Wall time and peak resident memory of a call, measured in this process."""
+"""Wall time and peak resident memory of a call, measured in this process; the machine."""
 
 from __future__ import annotations
 
 import gc
 import os
+import platform
 import threading
 import time
+from datetime import date
 from typing import Any, NamedTuple
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -51,3 +53,24 @@ def measure(function, *args, **kwargs) -> Measured:
         sampler.join()
     peak[0] = max(peak[0], rss_bytes())
     return Measured(value, seconds, (peak[0] - start) / 2**20)
+
+
+def machine() -> dict:
+    """What a table was measured on: CPU model, cores, memory, Python, date."""
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "memory_gib": round(memory, 1),
+        "python": platform.python_version(),
+        "date": date.today().isoformat(),
+    }

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
-from datetime import date
 
 import numpy as np
 from qiskit.primitives import StatevectorEstimator
@@ -25,7 +23,7 @@ from rich.table import Table
 
 from benchmarks import cases, reference
 from benchmarks.addon_results import addon_results
-from benchmarks.measure import measure
+from benchmarks.measure import machine, measure
 from hybrid_provider.core.cut.experiments import distinct_choices
 from hybrid_provider.core.cut.job import subsystem_refs, write_job
 from hybrid_provider.core.cut.plan import plan_cuts
@@ -327,28 +325,6 @@ def report(rows, recon_rows, scale_rows) -> None:
         )  # fmt: skip
         previous = r["ours_s"]
     console.print(table)
-
-
-def machine() -> dict:
-    model = "unknown"
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    import os
-
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return {
-        "cpu": model,
-        "cores": os.cpu_count(),
-        "memory_gib": round(memory, 1),
-        "python": platform.python_version(),
-        "date": date.today().isoformat(),
-    }
 
 
 def main(argv=None) -> int:
