@@ -14,7 +14,7 @@ from hybrid_provider.core.cut.experiments import distinct_choices
 from hybrid_provider.core.cut.job import subsystem_refs, write_job
 from hybrid_provider.core.cut.plan import plan_cuts
 from hybrid_provider.core.errors import InputError
-from hybrid_provider.core.execute import deferred, simulate
+from hybrid_provider.core.execute import deferred, paths, simulate
 from hybrid_provider.core.execute.allocation import allocate_shots, proportional
 from hybrid_provider.core.execute.batch import load_result, run_batch
 from hybrid_provider.core.execute.choices import num_measured, run_choices
@@ -201,21 +201,33 @@ def test_aer_gpu_request_falls_back_to_cpu(monkeypatch, tmp_path, su2_case):
     )
 
 
-def test_the_prefix_tree_gives_the_means_of_one_circuit_per_choice(monkeypatch, wire_case):
-    """Wide subcircuits share the gates before each cut (a statevector handed between Aer
-    calls); forced on for narrow ones here, it must agree with one circuit per choice."""
+@pytest.mark.parametrize("limit", [paths.MAX_PATH_BYTES, 0], ids=["paths", "over-budget"])
+def test_pauli_paths_give_the_means_of_one_circuit_per_choice(monkeypatch, wire_case, limit):
+    """Wide subcircuits get their choices' means from a few Pauli-path states; forced on for
+    narrow ones here, they must agree with one circuit per choice. Where they do not apply
+    (a wire cut's terms reset and measure) or would hold too much, one circuit per choice runs."""
     _, _, plan = wire_case
-    subsystems = [*distinct_choices(plan).subsystems, *_su2_choices(3)]
+    subsystems = [*distinct_choices(plan).subsystems, *_su2_choices(3), *_wide_choices()]
     flat = [np.concatenate(list(deferred.exact_means(s))) for s in subsystems]
-    taken = []
-    real_tree = deferred._tree_means
-    monkeypatch.setattr(deferred, "TREE_MIN_QUBITS", 1)
-    monkeypatch.setattr(deferred, "STATE_HANDOFF_GATES", 0)
-    monkeypatch.setattr(deferred, "_tree_means", lambda *a: taken.append(1) or real_tree(*a))
-    tree = [np.concatenate(list(deferred.exact_means(s))) for s in subsystems]
-    assert len(taken) == len(subsystems) - 1  # not where the first cut is the first step
-    for ours, reference in zip(tree, flat, strict=True):
+    outcomes = []
+    real = paths.pauli_path_means
+    monkeypatch.setattr(deferred, "PATHS_MIN_QUBITS", 1)
+    monkeypatch.setattr(paths, "MAX_PATH_BYTES", limit)
+    monkeypatch.setattr(
+        paths, "pauli_path_means", lambda *a: outcomes.append(real(*a)) or outcomes[-1]
+    )
+    by_paths = [np.concatenate(list(deferred.exact_means(s))) for s in subsystems]
+    used = [means is not None for means in outcomes]
+    assert used == [False, False, *[bool(limit)] * (len(subsystems) - 2)]  # wire cut: never
+    for ours, reference in zip(by_paths, flat, strict=True):
         np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-12)
+
+
+def _wide_choices():
+    """Two 10-qubit blocks, 2 cut CX: unfused subcircuits, cuts in the middle layers."""
+    from benchmarks.wide import WideCase, plan_of
+
+    return distinct_choices(plan_of(WideCase(2, 10, 2))).subsystems
 
 
 def _su2_choices(cuts: int):

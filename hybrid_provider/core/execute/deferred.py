@@ -21,7 +21,7 @@ plan (thousands of circuits) never sits in memory all at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -40,16 +40,14 @@ from qiskit_aer.library import (
 
 from hybrid_provider.core.cut.experiments import SubsystemChoices
 from hybrid_provider.core.errors import InputError
+from hybrid_provider.core.execute import paths
 from hybrid_provider.core.execute.simulate import PROBABILITIES_LABEL, aer_simulator
 
 #: Circuits handed to Aer per call: large enough to amortise the call, small enough to bound memory.
 CHUNK = 512
-#: From this width on, exact mode walks the choices as a prefix tree (statevectors handed
-#: between Aer calls) instead of simulating each choice's circuit from the start.
-TREE_MIN_QUBITS = 14
-#: What handing a statevector to Aer and back costs, in gates applied to it (measured on the
-#: wide-circuit benchmark, see docs/performance.md).
-STATE_HANDOFF_GATES = 8
+#: From this width on, exact mode computes the choices from Pauli-path states (:mod:`.paths`)
+#: instead of simulating each choice's circuit from the start.
+PATHS_MIN_QUBITS = 14
 #: Widest subcircuit whose gates between cuts are fused into one unitary (2^8 x 2^8 matrices).
 FUSE_MAX_QUBITS = 8
 
@@ -130,12 +128,6 @@ class _Builder:
         self.qpd: list[int] = []
         self.width = width
         self.operations: list[tuple[object, tuple[int, ...]]] = []
-
-    def fork(self) -> _Builder:
-        """The same qubit bookkeeping, no operations yet: a branch continuing from here."""
-        child = _Builder(0)
-        child.current, child.qpd, child.width = list(self.current), list(self.qpd), self.width
-        return child
 
     def step(self, kind: str, step, positions: dict[int, int]) -> None:
         if kind == "fused":
@@ -263,14 +255,22 @@ def exact_means(subsystem: SubsystemChoices, device: str = "cpu") -> Iterator[np
     """Exact mean of each subobservable (columns) for each choice (rows), chunk by chunk.
 
     Narrow subcircuits run one whole circuit per choice, many per Aer call. From
-    :data:`TREE_MIN_QUBITS` on, simulating a statevector costs more than handing one to Aer,
-    so the choices are walked as a prefix tree (:func:`_tree_means`).
+    :data:`PATHS_MIN_QUBITS` on, a statevector costs more to simulate than to hand to Aer, so
+    the choices come from a few Pauli-path states (:mod:`.paths`) where that method applies.
     """
     labels = subsystem.subobservables
     program = compile_subsystem(subsystem.subcircuit)
-    if program.width >= TREE_MIN_QUBITS and _tree_saves_work(program, subsystem):
-        yield _tree_means(program, subsystem, device)
-        return
+    if program.width >= PATHS_MIN_QUBITS:
+        means = paths.pauli_path_means(
+            program.width,
+            program.steps,
+            subsystem.terms,
+            labels,
+            lambda start, steps: _simulate(program.width, start, steps, device),
+        )
+        if means is not None:
+            yield means
+            return
     circuits = (
         _expectation_circuit(deferred_term_circuit(program, positions), labels)
         for positions in subsystem.positions
@@ -284,108 +284,17 @@ def _read_means(result, count: int, num_labels: int) -> np.ndarray:
     return np.array(rows, dtype=np.float64).reshape(count, num_labels)
 
 
-def _tree_saves_work(program: Program, subsystem: SubsystemChoices) -> bool:
-    """Whether the prefix tree runs fewer gate-equivalents than one circuit per choice.
-
-    Each tree node runs the gates between two cuts plus a statevector handed in and out
-    (:data:`STATE_HANDOFF_GATES`); one circuit per choice runs every gate.
-    """
-    lengths, count = [], 0
-    for kind, _ in program.steps:
-        if kind == "qpd":
-            lengths.append(count)
-            count = 0
-        count += 1
-    lengths.append(count)
-    if len(lengths) == 1:
-        return False
-    terms = subsystem.terms
-    nodes = [len({tuple(row[:depth]) for row in terms.tolist()}) for depth in range(len(lengths))]
-    tree = sum(n * (length + STATE_HANDOFF_GATES) for n, length in zip(nodes, lengths, strict=True))
-    return tree < len(terms) * len(program.steps)
-
-
-class _Tree(NamedTuple):
-    """What every node of one subsystem's prefix tree needs."""
-
-    slots: list[tuple]  # the QPD steps, in circuit order
-    segments: list[list[tuple[str, Any]]]  # the steps after each slot, up to the next one
-    positions: list[dict[int, int]]  # per choice: instruction position -> term
-    labels: list[str]
-    device: str
-    means: np.ndarray  # filled in, one row per choice
-
-
-def _tree_means(program: Program, subsystem: SubsystemChoices, device: str) -> np.ndarray:
-    """The choices' means, sharing every common prefix of their circuits.
-
-    Choices differ only at the cuts, so they form a tree in circuit order: the gates before
-    the first cut run once, each distinct term of the first cut branches from that state, and
-    so on. Each inner node runs from its parent's saved statevector (padded with |0> for the
-    ancillas its branch adds) and saves its own; a node's leaves run in one Aer call and save
-    the subobservables' expectation values. Memory holds one state per tree level; work is
-    the gates between two cuts summed over the tree's edges, not over every choice.
-    """
-    slots: list[tuple] = []
-    segments: list[list[tuple[str, Any]]] = []
-    before: list[tuple[str, Any]] = []
-    for kind, step in program.steps:
-        if kind == "qpd":
-            slots.append(step)
-            segments.append([])
-        else:
-            (segments[-1] if segments else before).append((kind, step))
-    labels = subsystem.subobservables
-    tree = _Tree(
-        slots,
-        segments,
-        subsystem.positions,
-        labels,
-        device,
-        np.empty((len(subsystem.terms), len(labels))),
-    )
-    root = _Builder(program.width)
-    for kind, step in before:
-        root.step(kind, step, {})
-    result = _run([_with_saved_state(root.circuit())], device)
-    _expand(tree, root, _statevector(result, 0), 0, list(range(len(tree.positions))))
-    return tree.means
-
-
-def _expand(tree: _Tree, parent: _Builder, state: np.ndarray, depth: int, rows: list[int]):
-    """Branch at cut ``depth`` into one child per distinct term the ``rows`` choose there."""
-    position = tree.slots[depth][0]
-    by_term: dict[int, list[int]] = {}
-    for row in rows:
-        by_term.setdefault(tree.positions[row][position], []).append(row)
-    children = []
-    for term, members in by_term.items():
-        child = parent.fork()
-        child.step("qpd", tree.slots[depth], {position: term})
-        for kind, step in tree.segments[depth]:
-            child.step(kind, step, {})
-        children.append((child, members))
-    if depth + 1 == len(tree.slots):
-        circuits = [
-            _expectation_circuit(child.circuit(state), tree.labels) for child, _ in children
-        ]
-        values = _read_means(_run(circuits, tree.device), len(circuits), len(tree.labels))
-        for (_, members), row in zip(children, values, strict=True):
-            tree.means[members] = row
-        return
-    for child, members in children:
-        saved = _run([_with_saved_state(child.circuit(state))], tree.device)
-        _expand(tree, child, _statevector(saved, 0), depth + 1, members)
-
-
-def _with_saved_state(deferred: DeferredCircuit) -> QuantumCircuit:
-    circuit = deferred.circuit
-    circuit._append(CircuitInstruction(SaveStatevector(circuit.num_qubits), tuple(circuit.qubits)))
-    return circuit
-
-
-def _statevector(result, index: int) -> np.ndarray:
-    return np.asarray(result.data(index)["statevector"], dtype=np.complex128)
+def _simulate(
+    width: int, start: np.ndarray | None, steps: Sequence[tuple[str, Any]], device: str
+) -> np.ndarray:
+    """The state unitary program steps end in, from ``start`` (None: |0…0>)."""
+    builder = _Builder(width)
+    for kind, step in steps:
+        builder.step(kind, step, {})
+    circuit = builder.circuit(start).circuit
+    circuit._append(CircuitInstruction(SaveStatevector(width), tuple(circuit.qubits)))
+    result = _run([circuit], device)
+    return np.asarray(result.data(0)["statevector"], dtype=np.complex128)
 
 
 def probabilities(
