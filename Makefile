@@ -117,12 +117,18 @@ test-cluster: install
 bench: install
 	$(BIN)/python -m benchmarks.run --json $(CURDIR)/.bench-results.json
 	$(BIN)/python -m benchmarks.wide --json $(CURDIR)/.bench-wide-results.json
+	$(BIN)/python -m benchmarks.whole_process
 
 bench-quick: install
 	$(BIN)/python -m benchmarks.run --quick
 	$(BIN)/python -m benchmarks.wide --quick
+	$(BIN)/python -m benchmarks.whole_process --quick
 
-.PHONY: bench-wide
+# Whole processes, imports included: the addon's pipeline, our CLI and the example DAG
+bench-process: install
+	$(BIN)/python -m benchmarks.whole_process
+
+.PHONY: bench-wide bench-process
 bench-wide: install
 	$(BIN)/python -m benchmarks.wide --json $(CURDIR)/.bench-wide-results.json
 

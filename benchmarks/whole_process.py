@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks import cases
-from benchmarks.run import machine
+from benchmarks.measure import machine
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 DAG_ID = "nightly_circuit_cutting"
