@@ -203,15 +203,16 @@ def test_aer_gpu_request_falls_back_to_cpu(monkeypatch, tmp_path, su2_case):
 
 @pytest.mark.parametrize("limit", [paths.MAX_PATH_BYTES, 0], ids=["paths", "over-budget"])
 def test_pauli_paths_give_the_means_of_one_circuit_per_choice(monkeypatch, wire_case, limit):
-    """Wide subcircuits get their choices' means from a few Pauli-path states; forced on for
-    narrow ones here, they must agree with one circuit per choice. Where they do not apply
-    (a wire cut's terms reset and measure) or would hold too much, one circuit per choice runs."""
+    """Exact means come from a few Pauli-path states; they must agree with one circuit per
+    choice. Where they do not apply (a wire cut's terms reset and measure) or would hold too
+    much, one circuit per choice runs."""
     _, _, plan = wire_case
     subsystems = [*distinct_choices(plan).subsystems, *_su2_choices(3), *_wide_choices()]
-    flat = [np.concatenate(list(deferred.exact_means(s))) for s in subsystems]
+    with monkeypatch.context() as patch:
+        patch.setattr(paths, "pauli_path_means", lambda *a: None)  # one circuit per choice
+        flat = [np.concatenate(list(deferred.exact_means(s))) for s in subsystems]
     outcomes = []
     real = paths.pauli_path_means
-    monkeypatch.setattr(deferred, "PATHS_MIN_QUBITS", 1)
     monkeypatch.setattr(paths, "MAX_PATH_BYTES", limit)
     monkeypatch.setattr(
         paths, "pauli_path_means", lambda *a: outcomes.append(real(*a)) or outcomes[-1]

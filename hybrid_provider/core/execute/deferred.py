@@ -45,9 +45,6 @@ from hybrid_provider.core.execute.simulate import PROBABILITIES_LABEL, aer_simul
 
 #: Circuits handed to Aer per call: large enough to amortise the call, small enough to bound memory.
 CHUNK = 512
-#: From this width on, exact mode computes the choices from Pauli-path states (:mod:`.paths`)
-#: instead of simulating each choice's circuit from the start.
-PATHS_MIN_QUBITS = 14
 #: Widest subcircuit whose gates between cuts are fused into one unitary (2^8 x 2^8 matrices).
 FUSE_MAX_QUBITS = 8
 
@@ -254,23 +251,21 @@ def observable_bits(group) -> int:
 def exact_means(subsystem: SubsystemChoices, device: str = "cpu") -> Iterator[np.ndarray]:
     """Exact mean of each subobservable (columns) for each choice (rows), chunk by chunk.
 
-    Narrow subcircuits run one whole circuit per choice, many per Aer call. From
-    :data:`PATHS_MIN_QUBITS` on, a statevector costs more to simulate than to hand to Aer, so
-    the choices come from a few Pauli-path states (:mod:`.paths`) where that method applies.
+    The choices come from a few Pauli-path states (:mod:`.paths`) where that method applies
+    (cuts of gates); otherwise each choice runs as one whole circuit, many per Aer call.
     """
     labels = subsystem.subobservables
     program = compile_subsystem(subsystem.subcircuit)
-    if program.width >= PATHS_MIN_QUBITS:
-        means = paths.pauli_path_means(
-            program.width,
-            program.steps,
-            subsystem.terms,
-            labels,
-            lambda start, steps: _simulate(program.width, start, steps, device),
-        )
-        if means is not None:
-            yield means
-            return
+    means = paths.pauli_path_means(
+        program.width,
+        program.steps,
+        subsystem.terms,
+        labels,
+        lambda start, steps: _simulate(program.width, start, steps, device),
+    )
+    if means is not None:
+        yield means
+        return
     circuits = (
         _expectation_circuit(deferred_term_circuit(program, positions), labels)
         for positions in subsystem.positions
