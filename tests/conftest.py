@@ -27,3 +27,12 @@ def airflow_db() -> str:
         env=os.environ.copy(),
     )
     return AIRFLOW_HOME
+
+
+@pytest.fixture(autouse=True)
+def trigger_fires_at_once(monkeypatch):
+    """In process (dag.test(), the trigger tests) no scheduler can race the trigger, so it may
+    fire at once; `airflow standalone` runs keep the real hold (triggers/kueue_wait.py)."""
+    from hybrid_provider.triggers import kueue_wait
+
+    monkeypatch.setattr(kueue_wait, "MIN_EVENT_AGE_SECONDS", 0.0)

@@ -11,6 +11,7 @@ workflow if ``stop_on_kill`` is set; a triggerer restart does not.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,6 +28,13 @@ from hybrid_provider.backends.waiting import (
     transitions,
 )
 from hybrid_provider.core.errors import HybridQuantumError
+
+#: The trigger never fires sooner than this after it started. Airflow 3.3's scheduler fails a
+#: resumed task when it drains the executor's "success" for the worker that deferred only after
+#: the trigger fired and the task was queued again (apache/airflow#67287; the fix covers the
+#: scheduled state only). That event is drained within a few scheduler loops, so waiting this
+#: long costs a run that ends at once ten seconds, and saves it a retry and a minute's delay.
+MIN_EVENT_AGE_SECONDS = 10.0
 
 
 class KueueWaitTrigger(BaseTrigger):
@@ -81,6 +89,7 @@ class KueueWaitTrigger(BaseTrigger):
         backend = self._backend()
         seen: Seen = {}
         pauses = poll_pauses(self.poll_interval)
+        started = time.monotonic()
         while True:
             try:
                 status = await backend.astatus(self.workflow_name)
@@ -92,6 +101,7 @@ class KueueWaitTrigger(BaseTrigger):
                 self.log.info("%s", line)
             verdict = evaluate(status, self.target, self.queue_wait_timeout)
             if verdict.over:
+                await asyncio.sleep(max(0.0, started + MIN_EVENT_AGE_SECONDS - time.monotonic()))
                 yield TriggerEvent(
                     {
                         "state": verdict.state.value,

@@ -3,10 +3,13 @@ pokes and the trigger's polls: each change logged once, as it is observed, 0-bas
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import datetime, timedelta, timezone
 from itertools import islice
 
 from hybrid_provider.backends.status import (
+    BatchPhase,
     BatchStatus,
     Preemption,
     Reason,
@@ -14,6 +17,7 @@ from hybrid_provider.backends.status import (
     WorkflowStatus,
 )
 from hybrid_provider.backends.waiting import poll_pauses, transitions
+from hybrid_provider.triggers import kueue_wait
 
 T0 = datetime(2026, 11, 27, 1, 0, tzinfo=timezone.utc)
 
@@ -76,3 +80,32 @@ def test_polls_start_at_half_a_second_and_double_up_to_the_interval():
     interval."""
     assert list(islice(poll_pauses(5.0), 6)) == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
     assert list(islice(poll_pauses(0.05), 2)) == [0.05, 0.05]  # never longer than asked
+
+
+def test_the_trigger_holds_a_verdict_until_the_scheduler_has_seen_the_deferral(monkeypatch):
+    """A run already finished when the trigger starts: the event still waits for
+    MIN_EVENT_AGE_SECONDS, so Airflow's scheduler drains the deferring worker's exit first
+    (apache/airflow#67287 fails the resumed task otherwise)."""
+    monkeypatch.setattr(kueue_wait, "MIN_EVENT_AGE_SECONDS", 0.4)
+    finished = WorkflowStatus(
+        name="hq-w",
+        backend="local",
+        phase=WorkflowPhase.SUCCEEDED,
+        batches=[_batch(0, phase=BatchPhase.SUCCEEDED, finished_at=T0)],
+    )
+
+    class Finished:
+        async def astatus(self, name):
+            return finished
+
+    trigger = kueue_wait.KueueWaitTrigger("hq-w", "local", {})
+    monkeypatch.setattr(trigger, "_backend", Finished)
+
+    async def first_event():
+        started = time.monotonic()
+        event = await trigger.run().__anext__()
+        return event, time.monotonic() - started
+
+    event, waited = asyncio.run(first_event())
+    assert event.payload["state"] == "done"
+    assert waited >= 0.4
