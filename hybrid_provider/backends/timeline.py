@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from hybrid_provider.backends.status import BatchStatus, WorkflowPhase, WorkflowStatus
 from hybrid_provider.core import layout, store
-from hybrid_provider.core.errors import ArtifactError, one_line
 from hybrid_provider.core.manifest import artifact_uri
 
 
@@ -54,8 +53,6 @@ def write_timeline(manifest_uri: str, timeline: Timeline) -> str:
 
 def read_timeline(uri: str) -> Timeline:
     """The timeline at ``uri``; ArtifactError when it is missing or malformed."""
-    payload = store.read_json(uri, what="timeline")
-    try:
-        return Timeline.model_validate(payload)
-    except ValidationError as exc:
-        raise ArtifactError(f"timeline {uri} is malformed ({one_line(exc)})") from exc
+    return store.read_model(
+        uri, Timeline, "timeline", "the wait writes it again on its next poke; rerun the wait task"
+    )

@@ -15,12 +15,15 @@ import socket
 import time
 import uuid
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
+from pydantic import BaseModel, ValidationError
 
-from hybrid_provider.core.errors import ArtifactError, InputError
+from hybrid_provider.core.errors import ArtifactError, InputError, one_line
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 def normalise_uri(uri: str | os.PathLike[str]) -> str:
@@ -102,6 +105,16 @@ def read_json(uri: str, what: str = "artifact") -> Any:
         return json.loads(data)
     except ValueError as exc:  # not JSON, or not even UTF-8
         raise ArtifactError(f"{what} {uri} is not valid JSON ({exc}); it may be corrupt") from exc
+
+
+def read_model(uri: str, model: type[ModelT], what: str, fix: str) -> ModelT:
+    """A JSON document validated as ``model``; ArtifactError naming ``what`` and ``fix`` when it
+    is missing, corrupt or malformed (the problem's fields only, never the values)."""
+    payload = read_json(uri, what)
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise ArtifactError(f"{what} {uri} is malformed ({one_line(exc)}); {fix}") from exc
 
 
 #: A temporary file whose writer is on another machine counts as abandoned after this long.

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from hybrid_provider.core import layout, store
-from hybrid_provider.core.errors import ArtifactError, one_line
 from hybrid_provider.core.manifest import artifact_uri
 from hybrid_provider.core.reconstruct.combine import Reconstruction
 
@@ -61,11 +60,6 @@ def write_result(result: ReconstructionResult) -> str:
 
 def read_result(uri: str) -> ReconstructionResult:
     """The result stored at ``uri``; ArtifactError when it is missing or malformed."""
-    payload = store.read_json(uri, what="reconstruction result")
-    try:
-        return ReconstructionResult.model_validate(payload)
-    except ValidationError as exc:
-        raise ArtifactError(
-            f"reconstruction result {uri} is malformed ({one_line(exc)}); run the reconstruct "
-            "task again"
-        ) from exc
+    return store.read_model(
+        uri, ReconstructionResult, "reconstruction result", "run the reconstruct task again"
+    )
