@@ -740,6 +740,10 @@ def test_airflow_rbac(render):
     for resource in ("workloads", "localqueues"):
         assert {("kueue.x-k8s.io", resource, v) for v in ("get", "list", "watch")} <= rules
     assert ("visibility.kueue.x-k8s.io", "localqueues/pendingworkloads", "get") in rules
+    # re-placement withdraws pending pods and records moves; nothing else is written
+    assert ("", "pods", "delete") in rules and ("", "pods", "patch") not in rules
+    assert {("", "configmaps", v) for v in ("get", "create", "patch")} <= rules
+    assert ("", "configmaps", "delete") not in rules  # the workflow's owner reference does it
     assert not any(verb in {"*", "escalate", "bind"} for _, _, verb in rules)
     (cluster_role,) = of_kind(docs, "ClusterRole")
     assert _rules(cluster_role) == {

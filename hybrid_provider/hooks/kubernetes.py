@@ -14,7 +14,8 @@ the two cannot drift apart (how a 404 is read, which Kueue version is served).
 
 What is reached:
   * Argo ``workflows`` (argoproj.io/v1alpha1): create, get, list, merge-patch (stop).
-  * pods (v1) and their logs, by label selector.
+  * pods (v1) and their logs, by label selector; a pending pod deleted only as it was read.
+  * ConfigMaps (v1): the moves of a workflow whose batches re-placement may move.
   * Kueue ``workloads``, ``localqueues`` and ``clusterqueues`` (kueue.x-k8s.io/v1beta2, falling
     back to v1beta1 on clusters that do not serve v1beta2 yet).
   * Kueue's visibility API for the pending workloads of a LocalQueue (queue positions).
@@ -99,6 +100,11 @@ def pods_path(namespace: str, name: str = "", sub: str = "") -> str:
     if name:
         path += f"/{_q(name)}"
     return f"{path}/{sub}" if sub else path
+
+
+def configmaps_path(namespace: str, name: str = "") -> str:
+    path = f"/api/v1/namespaces/{_q(namespace)}/configmaps"
+    return f"{path}/{_q(name)}" if name else path
 
 
 def pending_path(version: str, namespace: str, local_queue: str) -> str:
@@ -224,6 +230,39 @@ class KubernetesCalls:
         return (yield Request("GET", pods_path(namespace), _query(label_selector))).get(
             "items"
         ) or []
+
+    @conversation
+    def delete_pending_pod(self, pod: Obj) -> Call[bool]:
+        """Delete ``pod`` only as it was read (same uid and resourceVersion): False when it
+        changed meanwhile (Kueue admitted it, the node started it) or is already gone."""
+        meta = pod["metadata"]
+        preconditions = {"uid": meta["uid"], "resourceVersion": meta["resourceVersion"]}
+        try:
+            yield Request("DELETE", pods_path(meta["namespace"], meta["name"]),
+                          body={"preconditions": preconditions})  # fmt: skip
+        except KubernetesApiError as exc:
+            if exc.status in (404, 409):
+                return False
+            raise
+        return True
+
+    # --- ConfigMaps ------------------------------------------------------------------------
+    @conversation
+    def get_configmap(self, name: str, namespace: str) -> Call[Obj | None]:
+        return (yield from _or_none_if_missing(Request("GET", configmaps_path(namespace, name))))
+
+    @conversation
+    def apply_configmap_data(self, body: Obj) -> Call[Obj]:
+        """Create the ConfigMap, or merge its ``data`` into the one that exists (a key set to
+        None is removed)."""
+        meta = body["metadata"]
+        try:
+            return (yield Request("POST", configmaps_path(meta["namespace"]), body=body))
+        except KubernetesApiError as exc:
+            if exc.status != 409:
+                raise
+        path = configmaps_path(meta["namespace"], meta["name"])
+        return (yield Request("PATCH", path, body={"data": body["data"]}, content_type=MERGE_PATCH))
 
     @conversation
     def pod_log(

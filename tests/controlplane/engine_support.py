@@ -20,12 +20,14 @@ STATE = REPO / ".cluster-tests"
 NAMESPACE = "quantum"
 K8S_CONN = "hq_real_cluster"
 RELEASE = "hq"
-#: Small pods and a queue that fits two of them: the quota scenario asserts exactly that.
+#: Small pods and a queue that fits two of them: the quota scenario asserts exactly that. The
+#: QPU flavor (its own ClusterQueue, one slot on the node that advertises the resource) is on,
+#: so that ``flavor="auto"`` has a second flavor to place and move batches to.
 POD_CPU, POD_MEMORY = "500m", "256Mi"
 CHART_VALUES = {
     "tenantNamespaces": [NAMESPACE],
     "kueue": {
-        "flavors": {"gpu": {"enabled": False}},
+        "flavors": {"gpu": {"enabled": False}, "qpu": {"enabled": True}},
         "clusterQueues": {"simulators": {"quotas": [
             {"flavor": "cpu", "cpu": "1200m", "memory": "2Gi"}]}},
     },

@@ -442,3 +442,86 @@ def test_without_the_executor_token_secret_pods_cannot_start_and_the_wait_says_w
         from engine_support import CHART_VALUES
 
         install_chart(real_cluster.state, CHART_VALUES)
+
+
+# --- flavor="auto": telemetry from Kueue, re-placement through Argo ----------------------------
+
+
+def test_auto_places_on_real_queues_and_a_waiting_batch_moves_to_a_free_flavor(
+    real_cluster, connections, capsys
+):
+    """Two slow batches of another run fill the cpu quota. An ``auto`` job placed from Kueue's
+    real queues waits on cpu (the QPU's prior is far slower); once it has waited the
+    re-placement time, the wait moves it to the free qpu slot: its pending pod is withdrawn
+    and Argo makes it again on qpu. It runs once, there, while the cpu quota is still held."""
+    from hybrid_provider.core.execute.options import ExecutionOptions
+    from hybrid_provider.core.execute.record import read_record
+    from hybrid_provider.placement import History, JobShape, place
+    from hybrid_provider.placement.decide import placed_spec
+
+    blockers, _ = small_job(real_cluster, "auto-blockers", 2)
+    slow = backend(real_cluster, extra_env={"PYTHONPATH": str(Path(__file__).parent)})
+    shots = ExecutionOptions(mode="shots", shots=2000, sampler="slow_sampler:SlowSampler")
+    slow.submit(spec_for(blockers, "hq-auto-blockers").model_copy(update={"execution": shots}))
+    runner = backend(real_cluster)
+    # Kueue updates a ClusterQueue's usage about a second after it admits (measured here)
+    real_cluster.wait_for(
+        "the cpu quota held by two running batches",
+        lambda: runner.telemetry().of("cpu").in_use == 2,
+    )
+    snapshot = runner.telemetry()
+    cpu, qpu = snapshot.of("cpu"), snapshot.of("qpu")
+    assert (cpu.slots, cpu.in_use, qpu.slots, qpu.in_use) == (2, 2, 1, 0), snapshot.line()
+    assert not snapshot.of("gpu").eligible, "the chart here has no gpu flavor"
+
+    job, circuit = small_job(real_cluster, "auto-moved", 1)
+    exact = place(JobShape.of(job.manifest, "exact"), snapshot, History())
+    assert exact.flavors == ["cpu"], "exact mode never goes to a QPU, even with cpu full"
+    spec, placement = placed_spec(
+        runner, job.manifest, job.manifest_uri, "hq-auto-moved",
+        ExecutionOptions(mode="shots", shots=4000), requested="auto",
+        store_uri=real_cluster.store_uri, replace_after=2.0,
+    )  # fmt: skip
+    assert placement.assignment == {0: "cpu"}, placement.lines()
+    runner.submit(spec)
+    wait_with_sensor("hq-auto-moved")
+    logged = capsys.readouterr()
+    status = runner.status("hq-auto-moved")
+    (batch,) = status.batches
+    assert (batch.flavor, batch.moved_from, batch.attempts) == ("qpu", ["cpu"], 1), batch
+    assert "moved from cpu to qpu: not admitted after" in logged.out + logged.err
+    assert read_record(job.manifest_uri, 0).provenance.executor.flavor == "qpu"
+    assert not slow.status("hq-auto-blockers").phase.finished, "it did not wait for cpu"
+    assert_within_errors(job, circuit)
+    # the pod Kueue never admitted was the only one withdrawn: one Workload per pod made, and
+    # the moved batch's pod ran on the qpu flavor's node
+    workloads = real_cluster.items(f"/apis/kueue.x-k8s.io/v1beta2/namespaces/{NAMESPACE}/workloads")
+    mine = [w for w in workloads if w["metadata"]["name"].startswith("pod-hq-auto-moved")]
+    queues = sorted(w["spec"]["queueName"] for w in mine)
+    assert queues in (["hybrid-quantum-qpu"], ["hybrid-quantum", "hybrid-quantum-qpu"]), queues
+    assert read_record(job.manifest_uri, 0).provenance.executor.node == "qpu-node-0"
+
+    # the moves ConfigMap belongs to the workflow: deleting the workflow leaves nothing behind
+    moves = f"/api/v1/namespaces/{NAMESPACE}/configmaps/hq-auto-moved-moves"
+    assert real_cluster.api.get(moves)["data"]["batch-0.flavor"] == "qpu"
+    real_cluster.api.call("DELETE", real_cluster.custom("workflows", "hq-auto-moved"))
+    real_cluster.wait_for("the moves ConfigMap collected with its workflow",
+                          lambda: real_cluster.api.get(moves) is None, timeout=60)  # fmt: skip
+    wait_with_sensor("hq-auto-blockers")
+
+
+def test_a_pod_that_changed_since_it_was_read_is_not_withdrawn(real_cluster, connections):
+    """The withdrawal's guard on the real API server: a delete made with a stale
+    resourceVersion is refused, and the pod stays."""
+    from hybrid_provider.hooks.kubernetes import ArgoKueueHook
+
+    job, _ = small_job(real_cluster, "withdraw-guard", 1)
+    runner = backend(real_cluster)
+    runner.submit(spec_for(job, "hq-withdraw-guard"))
+    selector = "workflows.argoproj.io/workflow=hq-withdraw-guard"
+    real_cluster.wait_for("its pod", lambda: real_cluster.pods(selector))
+    (pod,) = real_cluster.pods(selector)
+    stale = {**pod, "metadata": {**pod["metadata"], "resourceVersion": "1"}}
+    assert ArgoKueueHook(kubernetes_conn_id=K8S_CONN).delete_pending_pod(stale) is False
+    assert real_cluster.pods(selector), "the pod is still there"
+    wait_with_sensor("hq-withdraw-guard")

@@ -27,12 +27,16 @@ from hybrid_provider.backends.kubernetes.compile import (
     SPEC_HASH_ANNOTATION,
     KubernetesOptions,
     compile_workflow,
+    movable_of,
+    moves_configmap,
     spec_hash,
 )
+from hybrid_provider.backends.kubernetes.replace import replace_waiting
 from hybrid_provider.backends.kubernetes.status import (
     build_status,
     pending_queues,
     positions_by_workload,
+    recorded_moves,
 )
 from hybrid_provider.backends.kubernetes.telemetry import kueue_snapshot, read_queues
 from hybrid_provider.backends.spec import WorkflowSpec
@@ -71,6 +75,8 @@ class Surroundings(NamedTuple):
     workloads: list[dict[str, Any]]
     positions: dict[str, Any]
     events: list[dict[str, Any]]
+    #: The moves ConfigMap of a workflow whose batches may move (None: none moved yet).
+    moves: dict[str, Any] | None
 
 
 class KubernetesBackend:
@@ -285,7 +291,7 @@ class KubernetesBackend:
         workflow = await hook.get_workflow(workflow_name, self._namespace or "default")
         if workflow is None:
             raise self._missing(workflow_name)
-        return self._status(workflow, await hook.drive(self._around(hook, workflow)))
+        return await hook.drive(self._observe(hook, workflow))
 
     async def astop(self, workflow_name: str, hook=None) -> None:
         hook = hook or self.async_hook()
@@ -293,7 +299,25 @@ class KubernetesBackend:
 
     # --- helpers ---------------------------------------------------------------------------
     def _status_of(self, workflow: dict[str, Any]) -> WorkflowStatus:
-        return self._status(workflow, self.hook.drive(self._around(self.hook, workflow)))
+        return self.hook.drive(self._observe(self.hook, workflow))
+
+    def _observe(self, hook: KubernetesCalls, workflow: dict[str, Any]) -> Call[WorkflowStatus]:
+        """The status, as one conversation either hook holds. For a workflow whose batches may
+        move (``flavor="auto"``), batches that waited long enough are moved first
+        (``replace.py``), and the status is read again if any was."""
+        around = yield from self._around(hook, workflow)
+        status = self._status(workflow, around)
+        movable = movable_of(workflow)
+        if movable is None or status.phase.finished:
+            return status
+        namespace = workflow["metadata"]["namespace"]
+        options = KubernetesOptions(**{**self._raw_options, "namespace": namespace})
+        moved = yield from replace_waiting(
+            hook, workflow, status, around.pods, around.moves, options, movable
+        )
+        if not moved:
+            return status
+        return self._status(workflow, (yield from self._around(hook, workflow)))
 
     def _around(self, hook: KubernetesCalls, workflow: dict[str, Any]) -> Call[Surroundings]:
         """What the status needs besides the workflow, as one conversation either hook holds:
@@ -313,13 +337,17 @@ class KubernetesBackend:
             if found:
                 pending.append(found)
         events = yield from calls.list_events.function(hook, namespace)
-        return Surroundings(pods, workloads, positions_by_workload(pending), events)
+        moves = None
+        if movable_of(workflow) is not None:
+            name = moves_configmap(workflow["metadata"]["name"])
+            moves = yield from calls.get_configmap.function(hook, name, namespace)
+        return Surroundings(pods, workloads, positions_by_workload(pending), events, moves)
 
     def _status(self, workflow: dict[str, Any], around: Surroundings) -> WorkflowStatus:
         name = workflow["metadata"]["name"]
         return build_status(
             workflow, around.pods, around.workloads, around.positions, self.ui_url(name),
-            around.events,
+            around.events, recorded_moves(around.moves),
         )  # fmt: skip
 
     def _missing(self, workflow_name: str) -> BackendError:

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
 from hera.workflows import DAG, Container, Parameter, Task, Workflow
 from hera.workflows import models as m
 from hera.workflows.metrics import Counter, Histogram, Label
 from pydantic import BaseModel, ConfigDict, Field
 
-from hybrid_provider.backends.spec import WorkflowSpec, label_value
+from hybrid_provider.backends.spec import Replacement, WorkflowSpec, label_value
 from hybrid_provider.constants import (
     BATCH_LABEL,
     DEFAULT_EXECUTOR_GPU_IMAGE,
@@ -51,6 +51,12 @@ ENTRYPOINT = "main"
 BAD_INPUT_EXIT_CODE = 2
 SPEC_HASH_ANNOTATION = f"{LABEL_PREFIX}/spec-sha256"
 MANIFEST_ANNOTATION = f"{LABEL_PREFIX}/manifest-uri"
+#: The re-placement rule of a workflow whose batches may move (``flavor="auto"``), as JSON.
+REPLACEMENT_ANNOTATION = f"{LABEL_PREFIX}/replacement"
+#: The LocalQueue named for every batch of such a workflow (the operator's ``queue_name``).
+QUEUE_ANNOTATION = f"{LABEL_PREFIX}/queue-name"
+#: The one batch template of such a workflow, whose flavor is an input (``movable_shape``).
+MOVABLE_TEMPLATE = "run-batch-movable"
 #: Labels the chart's executor selector uses (hq.executorSelector), kept on every pod.
 EXECUTOR_SELECTOR = {
     "app.kubernetes.io/name": "hybrid-quantum",
@@ -121,7 +127,11 @@ class KubernetesOptions(BaseModel):
     ibm_runtime_secret: str = "hybrid-quantum-ibm-runtime"
 
     def queue_for(self, spec: WorkflowSpec, flavor: str) -> str:
-        return spec.queue_name or self.local_queues.get(flavor) or DEFAULT_LOCAL_QUEUES[flavor]
+        return self.queue_of(flavor, spec.queue_name)
+
+    def queue_of(self, flavor: str, queue_name: str | None = None) -> str:
+        """The LocalQueue of a flavor's batches: the one named for the run, else the flavor's."""
+        return queue_name or self.local_queues.get(flavor) or DEFAULT_LOCAL_QUEUES[flavor]
 
 
 def spec_hash(spec: WorkflowSpec) -> str:
@@ -195,7 +205,7 @@ def _executor_patch(options: KubernetesOptions) -> str:
     return json.dumps(patch, sort_keys=True, separators=(",", ":"))
 
 
-def _provenance_env(flavor: str, options: KubernetesOptions) -> list[m.EnvVar]:
+def _provenance_env(flavor: str, image: str) -> list[m.EnvVar]:
     """What a batch records about where it ran (see ``core.provenance.Executor``)."""
     names = EXECUTOR_ENVIRONMENT
     from_pod = {"pod": "metadata.name", "namespace": "metadata.namespace",
@@ -203,9 +213,7 @@ def _provenance_env(flavor: str, options: KubernetesOptions) -> list[m.EnvVar]:
     return [
         m.EnvVar(name=names["workflow"], value="{{workflow.name}}"),
         m.EnvVar(name=names["flavor"], value=flavor),
-        m.EnvVar(
-            name=names["image"], value=options.gpu_image if flavor == "gpu" else options.image
-        ),
+        m.EnvVar(name=names["image"], value=image),
         *(
             m.EnvVar(
                 name=names[field],
@@ -265,27 +273,102 @@ def batch_metrics(flavor: str) -> list[Counter | Histogram]:
     ]
 
 
-def _batch_template(
-    spec: WorkflowSpec, flavor: str, options: KubernetesOptions, labels: dict[str, str]
-) -> Container:
+class PodShape(NamedTuple):
+    """What differs between the batch pods of one flavor and another's, as a template states it:
+    concrete values in a flavor's own template, input parameters in the movable one."""
+
+    template: str
+    flavor: str
+    labels: dict[str, str]
+    image: str
+    resources: m.ResourceRequirements | None
+    pod_spec_patch: str
+    inputs: list[Parameter]
+
+
+def image_of(flavor: str, options: KubernetesOptions) -> str:
+    return options.gpu_image if flavor == "gpu" else options.image
+
+
+def fixed_shape(flavor: str, options: KubernetesOptions, labels: dict[str, str]) -> PodShape:
+    """One flavor's template: its resources on the container, Argo's containers patched."""
+    return PodShape(
+        template=template_name(flavor),
+        flavor=flavor,
+        labels=labels,
+        image=image_of(flavor, options),
+        resources=_container_resources(flavor, options),
+        pod_spec_patch=_executor_patch(options),
+        inputs=[],
+    )
+
+
+#: What the movable template takes besides the batch index: one value per ``PodShape`` field
+#: that differs between flavors. Each comes from the workflow's moves ConfigMap when the batch
+#: was moved, else from the flavor it was placed on (``flavor_values``).
+MOVABLE_INPUTS = ("flavor", "queue", "image", "pod-spec-patch")
+
+
+def movable_shape() -> PodShape:
+    """The template of a workflow whose batches may move (re-placement): everything that
+    depends on the flavor is an input, so a batch's pod recreated after a move is that
+    flavor's pod."""
+    value = {name: f"{{{{inputs.parameters.{name}}}}}" for name in MOVABLE_INPUTS}
+    return PodShape(
+        template=MOVABLE_TEMPLATE,
+        flavor=value["flavor"],
+        labels={KUEUE_QUEUE_NAME_LABEL: value["queue"]},
+        image=value["image"],
+        resources=None,
+        pod_spec_patch=value["pod-spec-patch"],
+        inputs=[Parameter(name=name) for name in MOVABLE_INPUTS],
+    )
+
+
+def flavor_values(
+    flavor: str, options: KubernetesOptions, queue_name: str | None = None
+) -> dict[str, str]:
+    """The movable template's inputs for a batch on ``flavor``: its queue, image, and a pod
+    spec patch with the main container's resources and Argo's own containers' requests."""
+    resources = _container_resources(flavor, options).model_dump(by_alias=True, exclude_none=True)
+    patch = json.loads(_executor_patch(options))
+    patch["containers"].insert(0, {"name": "main", "resources": resources})
+    return {
+        "flavor": flavor,
+        "queue": options.queue_of(flavor, queue_name),
+        "image": image_of(flavor, options),
+        "pod-spec-patch": json.dumps(patch, sort_keys=True, separators=(",", ":")),
+    }
+
+
+def moves_configmap(workflow_name: str) -> str:
+    """The ConfigMap in which re-placement records the batches it moved (see ``replace.py``)."""
+    return f"{workflow_name}-moves"
+
+
+def moved_key(index: int | str, name: str) -> str:
+    return f"batch-{index}.{name}"
+
+
+def _batch_template(spec: WorkflowSpec, options: KubernetesOptions, shape: PodShape) -> Container:
     env = [
         m.EnvVar(name="HOME", value="/tmp"),
         m.EnvVar(name="PYTHONDONTWRITEBYTECODE", value="1"),
         m.EnvVar(name="MPLCONFIGDIR", value="/tmp/matplotlib"),
-        *_provenance_env(flavor, options),
+        *_provenance_env(shape.flavor, shape.image),
         *(m.EnvVar(name=k, value=v) for k, v in sorted(options.extra_env.items())),
         *_ibm_runtime_env(spec, options),
     ]
     return Container(
-        name=template_name(flavor),
-        inputs=[Parameter(name="batch", description="index of the batch to run")],
+        name=shape.template,
+        inputs=[Parameter(name="batch", description="index of the batch to run"), *shape.inputs],
         labels={
             **EXECUTOR_SELECTOR,
-            FLAVOR_LABEL: flavor,
+            FLAVOR_LABEL: shape.flavor,
             BATCH_LABEL: "{{inputs.parameters.batch}}",
-            **labels,
+            **shape.labels,
         },
-        image=options.gpu_image if flavor == "gpu" else options.image,
+        image=shape.image,
         image_pull_policy=options.image_pull_policy,
         command=["hybrid-quantum"],
         # A failed batch's last lines (the CLI's one-line error) become its termination
@@ -307,7 +390,7 @@ def _batch_template(
                 ),
             )
         ],
-        resources=_container_resources(flavor, options),
+        resources=shape.resources,
         security_context=_container_security_context(),
         pod_security_context=m.PodSecurityContext(
             run_as_non_root=True,
@@ -318,7 +401,7 @@ def _batch_template(
         ),
         automount_service_account_token=False,
         executor=m.ExecutorConfig(service_account_name=options.service_account),
-        pod_spec_patch=_executor_patch(options),
+        pod_spec_patch=shape.pod_spec_patch,
         active_deadline_seconds=options.active_deadline_seconds or None,
         retry_strategy=m.RetryStrategy(
             limit=m.IntOrString(options.retry_limit),
@@ -340,7 +423,7 @@ def _batch_template(
             )
         ],
         volume_mounts=[m.VolumeMount(name="scratch", mount_path="/tmp")],
-        metrics=batch_metrics(flavor),
+        metrics=batch_metrics(shape.flavor),
     )
 
 
@@ -357,10 +440,15 @@ def compile_workflow(
 
     identity = {**spec.labels, JOB_LABEL: label_value(spec.job_name)}
     pod_labels = dict(identity)
-    if one_queue:
+    if one_queue and not spec.replacement:
         pod_labels[KUEUE_QUEUE_NAME_LABEL] = queues[flavors[0]]
     if spec.priority_class:
         pod_labels[KUEUE_PRIORITY_CLASS_LABEL] = spec.priority_class
+    annotations = {SPEC_HASH_ANNOTATION: spec_hash(spec), MANIFEST_ANNOTATION: spec.manifest_uri}
+    if spec.replacement:
+        annotations[REPLACEMENT_ANNOTATION] = spec.replacement.model_dump_json()
+        if spec.queue_name:
+            annotations[QUEUE_ANNOTATION] = spec.queue_name
 
     with Workflow(
         api_version=API_VERSION,
@@ -368,10 +456,7 @@ def compile_workflow(
         name=spec.name,
         namespace=options.namespace,
         labels={**identity, "app.kubernetes.io/part-of": "hybrid-quantum"},
-        annotations={
-            SPEC_HASH_ANNOTATION: spec_hash(spec),
-            MANIFEST_ANNOTATION: spec.manifest_uri,
-        },
+        annotations=annotations,
         entrypoint=ENTRYPOINT,
         service_account_name=options.service_account,
         image_pull_secrets=[m.LocalObjectReference(name=n) for n in options.image_pull_secrets]
@@ -380,12 +465,15 @@ def compile_workflow(
         pod_gc=m.PodGC(strategy=options.pod_gc_strategy),
         ttl_strategy=m.TTLStrategy(seconds_after_completion=options.ttl_seconds_after_completion),
     ) as workflow:
+        movable = _batch_template(spec, options, movable_shape()) if spec.replacement else None
         templates = {
-            flavor: _batch_template(
+            flavor: movable
+            or _batch_template(
                 spec,
-                flavor,
                 options,
-                {} if one_queue else {KUEUE_QUEUE_NAME_LABEL: queues[flavor]},
+                fixed_shape(
+                    flavor, options, {} if one_queue else {KUEUE_QUEUE_NAME_LABEL: queues[flavor]}
+                ),
             )
             for flavor in flavors
         }
@@ -394,10 +482,52 @@ def compile_workflow(
                 Task(
                     name=task_name(flavor),
                     template=templates[flavor],
-                    arguments={"batch": "{{item}}"},
+                    arguments=_task_arguments(spec, flavor, options),
                     with_items=[b.index for b in spec.batches if b.flavor == flavor],
                 )
     return workflow.to_dict()
+
+
+def _task_arguments(
+    spec: WorkflowSpec, flavor: str, options: KubernetesOptions
+) -> list[Parameter] | dict[str, str]:
+    """The batch index; for a movable template also the flavor's inputs, each read from the
+    moves ConfigMap first (a moved batch's pod is recreated with its new flavor's), defaulting
+    to the flavor the batch was placed on (Argo's ``valueFrom.default``)."""
+    if not spec.replacement:
+        return {"batch": "{{item}}"}
+    source = moves_configmap(spec.name)
+    return [
+        Parameter(name="batch", value="{{item}}"),
+        *(
+            Parameter(
+                name=name,
+                value_from=m.ValueFrom(
+                    config_map_key_ref=m.ConfigMapKeySelector(
+                        name=source, key=moved_key("{{item}}", name)
+                    ),
+                    default=value,
+                ),
+            )
+            for name, value in flavor_values(flavor, options, spec.queue_name).items()
+        ),
+    ]
+
+
+class Movable(NamedTuple):
+    """How a compiled workflow's batches may move: the rule, and the LocalQueue named for all."""
+
+    rule: Replacement
+    queue_name: str | None
+
+
+def movable_of(workflow: dict[str, Any]) -> Movable | None:
+    """The re-placement a compiled workflow carries, or None when its batches stay put."""
+    annotations = workflow.get("metadata", {}).get("annotations") or {}
+    found = annotations.get(REPLACEMENT_ANNOTATION)
+    if not found:
+        return None
+    return Movable(Replacement.model_validate_json(found), annotations.get(QUEUE_ANNOTATION))
 
 
 def batches_of(workflow: dict[str, Any]) -> list[tuple[int, str]]:

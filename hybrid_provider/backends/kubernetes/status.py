@@ -11,9 +11,15 @@ import base64
 import gzip
 import json
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
-from hybrid_provider.backends.kubernetes.compile import batches_of, template_name
+from hybrid_provider.backends.kubernetes.compile import (
+    MOVABLE_TEMPLATE,
+    batches_of,
+    movable_of,
+    moved_key,
+    template_name,
+)
 from hybrid_provider.backends.status import (
     BLOCKED_AFTER_S,
     BLOCKING_REASONS,
@@ -21,11 +27,13 @@ from hybrid_provider.backends.status import (
     BatchPhase,
     BatchStatus,
     Preemption,
+    Reason,
     WorkflowPhase,
     WorkflowStatus,
 )
 from hybrid_provider.constants import (
     BATCH_LABEL,
+    FLAVORS,
     KUEUE_ADMISSION_GATE,
     KUEUE_QUEUE_NAME_LABEL,
     Flavor,
@@ -34,6 +42,33 @@ from hybrid_provider.constants import (
 Obj = dict[str, Any]
 #: Condition Kueue puts on a pod it is stopping (preemption, eviction) before deleting it.
 TERMINATION_TARGET = "TerminationTarget"
+#: Keys of the moves ConfigMap besides a flavor's template inputs (``replace.py`` writes it).
+MOVED_FROM, MOVE_MESSAGE = "moved-from", "move-message"
+
+
+class MovedBatch(NamedTuple):
+    """What the moves ConfigMap says of one batch: its flavor now, where it was, why."""
+
+    flavor: Flavor
+    moved_from: list[Flavor]
+    message: str
+
+
+def recorded_moves(configmap: Obj | None) -> dict[int, MovedBatch]:
+    """The batches the ConfigMap moved, by index (keys it does not know are ignored)."""
+    data = (configmap or {}).get("data") or {}
+    moved = {}
+    for key, value in data.items():
+        index, _, name = key.removeprefix("batch-").partition(".")
+        if name != "flavor" or not index.isdigit() or value not in FLAVORS:
+            continue
+        sources = data.get(moved_key(index, MOVED_FROM), "")
+        moved[int(index)] = MovedBatch(
+            flavor=Flavor(value),
+            moved_from=[Flavor(f) for f in sources.split(",") if f in FLAVORS],
+            message=data.get(moved_key(index, MOVE_MESSAGE), ""),
+        )
+    return moved
 
 
 def workflow_nodes(workflow: Obj) -> dict[str, Obj]:
@@ -72,12 +107,12 @@ def _parameter(node: Obj, name: str) -> str | None:
     return None
 
 
-def _batch_nodes(nodes: dict[str, Obj], index: int, flavor: str) -> tuple[Obj | None, list[Obj]]:
+def _batch_nodes(nodes: dict[str, Obj], index: int, template: str) -> tuple[Obj | None, list[Obj]]:
     """The batch's top node (a Retry node, or the Pod node without retries) and its attempts."""
     mine = [
         n
         for n in nodes.values()
-        if n.get("templateName") == template_name(flavor) and _parameter(n, "batch") == str(index)
+        if n.get("templateName") == template and _parameter(n, "batch") == str(index)
     ]
     retry = next((n for n in mine if n.get("type") == "Retry"), None)
     pods = [n for n in mine if n.get("type") == "Pod"]
@@ -85,7 +120,7 @@ def _batch_nodes(nodes: dict[str, Obj], index: int, flavor: str) -> tuple[Obj | 
     return retry or (pods[-1] if pods else None), pods
 
 
-def _pod_of(pods: list[Obj], index: int, flavor: str) -> Obj | None:
+def pod_of(pods: list[Obj], index: int, flavor: str) -> Obj | None:
     """The newest pod of a batch (a retried batch has a new pod per attempt)."""
     mine = [
         p
@@ -250,18 +285,26 @@ def build_status(
     positions: dict[str, Obj] | None = None,
     ui_url: str | None = None,
     events: list[Obj] | None = None,
+    moves: dict[int, MovedBatch] | None = None,
 ) -> WorkflowStatus:
     """The normalised status. ``positions`` maps Workload name -> visibility API entry;
-    ``events`` are the namespace's events about pods (FailedMount) and Workloads (Preempted)."""
+    ``events`` are the namespace's events about pods (FailedMount) and Workloads (Preempted);
+    ``moves`` the batches re-placement moved (their flavor now, where they were)."""
     positions = positions or {}
     events = events or []
+    moves = moves or {}
     name = workflow["metadata"]["name"]
     nodes = workflow_nodes(workflow)
     wf_status = workflow.get("status") or {}
+    movable = movable_of(workflow) is not None
     batches = []
-    for index, flavor in batches_of(workflow):
-        top, attempts = _batch_nodes(nodes, index, flavor)
-        pod = _pod_of(pods, index, flavor)
+    for index, placed in batches_of(workflow):
+        moved = moves.get(index)
+        flavor = moved.flavor if moved else placed
+        top, attempts = _batch_nodes(
+            nodes, index, MOVABLE_TEMPLATE if movable else template_name(placed)
+        )
+        pod = pod_of(pods, index, flavor)
         workload = workload_of(pod, workloads)
         last = attempts[-1] if attempts else None
         top_phase = (top or {}).get("phase")
@@ -292,6 +335,9 @@ def build_status(
             why = earlier[-1].get("message") or earlier[-1].get("phase")
             reason = "Requeued"
             message = f"attempt {len(earlier)} ended: {why}; {message or 'waiting for quota'}"
+        elif moved and admission == Admission.PENDING and not blocked:
+            reason = Reason.REPLACED
+            message = f"{moved.message}; {message or 'waiting for quota'}"
         admitted = condition(workload, "Admitted")
         started = (
             parse_time(admitted.get("lastTransitionTime"))
@@ -331,6 +377,7 @@ def build_status(
                     events,
                     parse_time(workflow["metadata"].get("creationTimestamp")),
                 ),
+                moved_from=moved.moved_from if moved else [],
             )
         )
     phase_text = wf_status.get("phase") or "Pending"

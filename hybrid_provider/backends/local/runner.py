@@ -42,6 +42,7 @@ from hybrid_provider.constants import Flavor
 from hybrid_provider.core.execute.runtime_options import is_runtime_sampler
 from hybrid_provider.core.failures import Disposition, describe, disposition
 from hybrid_provider.core.provenance import EXECUTOR_ENVIRONMENT, THREADS_VARIABLE
+from hybrid_provider.placement.moves import due_moves
 
 log = logging.getLogger("hybrid_provider.local.runner")
 MAX_ATTEMPTS = 2
@@ -176,37 +177,23 @@ class Runner:
         return admitted, positions
 
     def _replace(self, ledger: Ledger, pending: dict[int, BatchStatus]) -> list[BatchStatus]:
-        """Re-placement: batches that waited ``after_s`` move to another eligible flavor with a
-        free slot. Decided with the ledger locked, so no other run takes that slot meanwhile;
-        a waiting batch has never been admitted, so it runs once, wherever it ends up. A batch
-        waiting behind this run's own running batches stays: that is throughput, not a queue
-        held by others (as ``WorkflowStatus.queue_wait_seconds`` counts it)."""
+        """Re-placement (``placement.moves``), decided with the ledger locked, so no other run
+        takes the slot meanwhile."""
         rule = self.spec.replacement
         if rule is None:
             return []
-        now = _now()
-        ours = {b.flavor for b in self.running.values()} | {
-            w.flavor for w in ledger.workloads if w.run == self.spec.name and w.admitted_at
+        busy = {b.flavor for b in self.running.values()} | {
+            Flavor(w.flavor) for w in ledger.workloads if w.run == self.spec.name and w.admitted_at
         }  # a batch that just finished holds its slot in the ledger until this turn's track
         free = {
             f: ledger.quota.get(f, 0) - ledger.in_use(f) - len(ledger.waiting(f))
             for f in rule.flavors
         }
-        moved = []
-        for batch in sorted(pending.values(), key=lambda b: b.index):
-            waited = (now - batch.pending_since).total_seconds() if batch.pending_since else 0.0
-            target = next((f for f in rule.flavors if f != batch.flavor and free[f] > 0), None)
-            if waited < rule.after_s or target is None or batch.flavor in ours:
-                continue
-            free[target] -= 1
-            batch.move(
-                Flavor(target),
-                now,
-                f"moved from {batch.flavor} to {target}: not admitted after {waited:.1f} s "
-                f"while {target} had a free slot",
-            )
-            moved.append(batch)
-        return moved
+        now = _now()
+        moves = due_moves(pending.values(), rule, free, busy, now)
+        for move in moves:
+            pending[move.batch].move(move.target, now, move.message)
+        return [pending[move.batch] for move in moves]
 
     def _start(self, batch: BatchStatus, admitted_at: datetime) -> None:
         batch.admit(admitted_at)
