@@ -15,7 +15,7 @@ AIRFLOW_PORT ?= 0
 AIRFLOW_ENV := AIRFLOW_HOME=$(DEMO_HOME) AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
 	AIRFLOW__CORE__LOAD_EXAMPLES=False
 
-.PHONY: install demo airflow browser prometheus screenshots test test-fast test-lowest test-k8s test-engines engines cluster cluster-down test-cluster bench bench-quick bench-placement lint clean
+.PHONY: install demo airflow browser prometheus screenshots test test-fast test-lowest test-k8s test-engines engines cluster cluster-down test-cluster bench bench-quick bench-placement bench-placement-kueue lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || ($(PYTHON) -m pip install --quiet virtualenv && $(PYTHON) -m virtualenv $(VENV))
@@ -135,6 +135,11 @@ bench-wide: install
 # flavor="auto" against each fixed flavor, issue 12's scenarios on the local backend (about 8 minutes)
 bench-placement: install
 	$(BIN)/python -m benchmarks.placement --json $(CURDIR)/.bench-placement.json
+
+# The same scenarios on the real engines (kube-apiserver, Kueue, Argo; built on first use)
+bench-placement-kueue: install
+	$(BIN)/python -m benchmarks.placement --backend kubernetes --repeat 1 \
+		--json $(CURDIR)/.bench-placement-kueue.json
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy

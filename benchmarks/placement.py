@@ -1,12 +1,15 @@
 """``make bench-placement``: flavor="auto" against each fixed flavor, scenario by scenario.
 
 Replays the scenarios of issue 12 on the local backend (its real queue, runner, quota,
-re-placement and history): the job's batches run through ``hybrid-quantum``'s own path, but
-the *device time* is simulated by :class:`SimulatedDevice`, a SamplerV2 that sleeps for the
-flavor's seconds per subexperiment before returning Aer's shots, because this machine has
-neither a GPU nor a QPU (and two cores). Other tenants are real local runs on the same store.
+re-placement and history) or, with ``--backend kubernetes``, on the real control plane of the
+real-engine tests (kube-apiserver, Kueue and Argo from upstream, the chart installed, pods run
+by the node agent; ``benchmarks/kueue_bench.py``). The job's batches run through
+``hybrid-quantum``'s own path, but the *device time* is simulated by :class:`SimulatedDevice`, a
+SamplerV2 that sleeps for the flavor's seconds per subexperiment before returning Aer's shots,
+because this machine has neither a GPU nor a QPU (and two cores). Other tenants are real runs on
+the same store (local) or in the same queues (Kueue).
 
-    python -m benchmarks.placement [--json FILE] [--markdown]
+    python -m benchmarks.placement [--backend local|kubernetes] [--json FILE] [--repeat N]
 
 Per scenario, each fixed flavor runs first, then ``auto`` (with the history the earlier runs
 left in the store, as a nightly DAG would have). Makespan = submit to last batch finished.
@@ -23,6 +26,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -124,51 +129,75 @@ def _options():
     )
 
 
-def _wait(backend, name: str):
-    status = backend.status(name)
+class LocalBench:
+    """The local backend on a temporary store; a run's environment reaches its batches
+    because the runner it starts inherits this process's."""
+
+    name = "local"
+    poll_s = 0.1
+
+    def __init__(self, folder: Path):
+        from hybrid_provider.backends.local.backend import LocalBackend
+
+        self.folder = folder
+        self.store = f"file://{folder}/store"
+        self.backend = LocalBackend(self.store, quota=dict(QUOTA))
+
+    def submit(self, spec, env: dict[str, str]) -> None:
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            self.backend.submit(spec)
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key)
+                else:
+                    os.environ[key] = value
+
+
+def _wait(bench, name: str):
+    status = bench.backend.status(name)
     while not status.phase.finished:
-        time.sleep(0.1)
-        status = backend.status(name)
+        time.sleep(bench.poll_s)
+        status = bench.backend.status(name)
     return status
 
 
-def _start_tenants(backend, store: str, scenario: Scenario, tag: str) -> list[str]:
+def _start_tenants(bench, scenario: Scenario, tag: str) -> list[str]:
     from hybrid_provider.backends.spec import compile_spec
 
     names = []
     for n, tenant in enumerate(scenario.tenants):
         name = f"tenant-{tag}-{n}"
-        job = _job(store, name, tenant.batches)
-        os.environ[BATCH_SECONDS] = str(tenant.seconds)
-        try:
-            backend.submit(compile_spec(job.manifest, job.manifest_uri, name, _options(),
-                                        flavor=tenant.flavor))  # fmt: skip
-        finally:
-            del os.environ[BATCH_SECONDS]
+        job = _job(bench.store, name, tenant.batches)
+        spec = compile_spec(job.manifest, job.manifest_uri, name, _options(), flavor=tenant.flavor)
+        bench.submit(spec, {BATCH_SECONDS: str(tenant.seconds)})
         names.append(name)
     return names
 
 
-def run_once(backend, store: str, scenario: Scenario, strategy: str, tag: str) -> dict:
+def run_once(bench, scenario: Scenario, strategy: str, tag: str, env: dict[str, str]) -> dict:
     """One strategy in one scenario: tenants first, then ours; makespan and placement."""
     from hybrid_provider.placement import decide
 
-    tenants = _start_tenants(backend, store, scenario, tag)
-    time.sleep(1.0 if tenants else 0.0)  # the tenants' runners take their slots
-    job = _job(store, f"ours-{tag}", BATCHES)
+    tenants = _start_tenants(bench, scenario, tag)
+    if tenants:  # the tenants take their slots before ours is placed
+        _wait_until_admitted(bench, tenants)
+    job = _job(bench.store, f"ours-{tag}", BATCHES)
     name = f"ours-{tag}"
     started = time.monotonic()
     spec, placement = decide.placed_spec(
-        backend, job.manifest, job.manifest_uri, name, _options(), requested=strategy,
-        store_uri=store, replace_after=REPLACE_AFTER_S,
+        bench.backend, job.manifest, job.manifest_uri, name, _options(), requested=strategy,
+        store_uri=bench.store, replace_after=REPLACE_AFTER_S,
     )  # fmt: skip
-    backend.submit(spec)
-    status = _wait(backend, name)
+    bench.submit(spec, env)
+    status = _wait(bench, name)
     makespan = time.monotonic() - started
-    decide.remember_run(job.manifest_uri, status, store)
+    decide.remember_run(job.manifest_uri, status, bench.store)
     for tenant in tenants:
-        backend.stop(tenant)
-        _wait(backend, tenant)
+        bench.backend.stop(tenant)
+        _wait(bench, tenant)
     ran = sorted(b.flavor.value for b in status.batches)
     return {
         "scenario": scenario.name,
@@ -184,28 +213,28 @@ def run_once(backend, store: str, scenario: Scenario, strategy: str, tag: str) -
     }
 
 
-def run_all(scenarios=SCENARIOS, strategies=STRATEGIES, repeat: int = 1) -> list[dict]:
+def _wait_until_admitted(bench, names: list[str], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(any(b.state == "running" for b in bench.backend.status(n).batches) for n in names):
+            return
+        time.sleep(bench.poll_s)
+
+
+def run_all(bench, scenarios=SCENARIOS, strategies=STRATEGIES, repeat: int = 1) -> list[dict]:
     """Every strategy in every scenario, ``repeat`` rounds (round-robin, so that the load of
     a shared machine falls on all strategies alike); ``auto`` last in each round."""
-    from hybrid_provider.backends.local.backend import LocalBackend
-
     rows = []
-    with tempfile.TemporaryDirectory(prefix="hq-bench-placement-") as folder:
-        store = f"file://{folder}/store"
-        backend = LocalBackend(store, quota=dict(QUOTA))
-        for s, scenario in enumerate(scenarios):
-            marks = Path(folder) / f"preempt-{s}"
-            marks.mkdir()
-            for r, strategy in ((r, st) for r in range(repeat) for st in strategies):
-                if scenario.preempt_gpu:
-                    os.environ[PREEMPT] = str(marks)
-                try:
-                    row = run_once(backend, store, scenario, strategy, f"{s}-{strategy}-{r}")
-                finally:
-                    os.environ.pop(PREEMPT, None)
-                print(f"{scenario.name:15} {strategy:5} {row['makespan_s']:7.2f} s  "
-                      f"ran on {row['ran_on']}, moved {row['moved']}", flush=True)  # fmt: skip
-                rows.append(row)
+    for s, scenario in enumerate(scenarios):
+        marks = bench.folder / f"preempt-{s}"
+        marks.mkdir(exist_ok=True)
+        env = {PREEMPT: str(marks)} if scenario.preempt_gpu else {}
+        for r, strategy in ((r, st) for r in range(repeat) for st in strategies):
+            row = run_once(bench, scenario, strategy, f"{s}-{strategy}-{r}", env)
+            row["backend"] = bench.name
+            print(f"{scenario.name:15} {strategy:5} {row['makespan_s']:7.2f} s  "
+                  f"ran on {row['ran_on']}, moved {row['moved']}", flush=True)  # fmt: skip
+            rows.append(row)
     return rows
 
 
@@ -242,6 +271,18 @@ def _cell(times: list[float]) -> str:
     return middle if len(times) == 1 else f"{middle} ({times[0]:.1f}–{times[-1]:.1f})"
 
 
+@contextmanager
+def _bench(backend: str) -> Iterator[object]:
+    if backend == "kubernetes":
+        from benchmarks.kueue_bench import kueue_bench
+
+        with kueue_bench(QUOTA) as bench:
+            yield bench
+        return
+    with tempfile.TemporaryDirectory(prefix="hq-bench-placement-") as folder:
+        yield LocalBench(Path(folder))
+
+
 def machine() -> str:
     return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
             f"Python {platform.python_version()}, {date.today().isoformat()}")  # fmt: skip
@@ -252,12 +293,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write every row (with auto's reasons) to this file")
     parser.add_argument("--scenario", action="append", help="only these scenarios (by name)")
     parser.add_argument("--repeat", type=int, default=3, help="rounds per scenario (median)")
+    parser.add_argument("--backend", choices=("local", "kubernetes"), default="local",
+                        help="kubernetes: the real engines (Go builds them on first use)")  # fmt: skip
     args = parser.parse_args(argv)
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(),
                                                              os.environ.get("PYTHONPATH")]))  # fmt: skip
     chosen = [s for s in SCENARIOS if not args.scenario or s.name in args.scenario]
-    rows = run_all(chosen, repeat=args.repeat)
-    print(f"\nMachine: {machine()}\n\n{markdown(rows)}")
+    with _bench(args.backend) as bench:
+        rows = run_all(bench, chosen, repeat=args.repeat)
+    print(f"\nMachine: {machine()}; backend: {args.backend}\n\n{markdown(rows)}")
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
     return 0 if all(r["phase"] == "Succeeded" for r in rows) else 1

@@ -308,7 +308,8 @@ class KubernetesBackend:
         around = yield from self._around(hook, workflow)
         status = self._status(workflow, around)
         movable = movable_of(workflow)
-        if movable is None or status.phase.finished:
+        stopping = bool((workflow.get("spec") or {}).get("shutdown"))
+        if movable is None or status.phase.finished or stopping:
             return status
         namespace = workflow["metadata"]["namespace"]
         options = KubernetesOptions(**{**self._raw_options, "namespace": namespace})
