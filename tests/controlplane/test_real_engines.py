@@ -79,6 +79,23 @@ def wait_with_sensor(name: str, timeout: float = 300) -> dict:
     raise TimeoutError(f"workflow {name} not finished after {timeout:.0f} s")
 
 
+def wait_with_trigger(runner, name: str, timeout: float = 300) -> dict:
+    """Wait as the deferred sensor does, in the triggerer: the trigger's event."""
+    import asyncio
+
+    from hybrid_provider.triggers.kueue_wait import KueueWaitTrigger
+
+    trigger = KueueWaitTrigger(workflow_name=name, backend="kubernetes",
+                               backend_config=runner.config(), poll_interval=1)  # fmt: skip
+
+    async def first_event() -> dict:
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("the trigger ended without an event")
+
+    return asyncio.run(asyncio.wait_for(first_event(), timeout))
+
+
 def assert_exact(job, circuit) -> None:
     from helpers import exact_values
 
@@ -452,8 +469,9 @@ def test_auto_places_on_real_queues_and_a_waiting_batch_moves_to_a_free_flavor(
 ):
     """Two slow batches of another run fill the cpu quota. An ``auto`` job placed from Kueue's
     real queues waits on cpu (the QPU's prior is far slower); once it has waited the
-    re-placement time, the wait moves it to the free qpu slot: its pending pod is withdrawn
-    and Argo makes it again on qpu. It runs once, there, while the cpu quota is still held."""
+    re-placement time, the wait (the trigger, as a deferred sensor waits) moves it to the free
+    qpu slot: its pending pod is withdrawn and Argo makes it again on qpu. It runs once, there,
+    while the cpu quota is still held."""
     from hybrid_provider.core.execute.options import ExecutionOptions
     from hybrid_provider.core.execute.record import read_record
     from hybrid_provider.placement import History, JobShape, place
@@ -484,7 +502,8 @@ def test_auto_places_on_real_queues_and_a_waiting_batch_moves_to_a_free_flavor(
     )  # fmt: skip
     assert placement.assignment == {0: "cpu"}, placement.lines()
     runner.submit(spec)
-    wait_with_sensor("hq-auto-moved")
+    event = wait_with_trigger(runner, "hq-auto-moved")  # deferred, the sensor's default
+    assert event["state"] == "done", event
     logged = capsys.readouterr()
     status = runner.status("hq-auto-moved")
     (batch,) = status.batches
