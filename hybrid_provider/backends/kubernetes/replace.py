@@ -62,11 +62,6 @@ def _move_data(
     return data
 
 
-def _undo_data(data: dict[str, str | None], before: dict[str, str]) -> dict[str, str | None]:
-    """What puts the keys of a move back as they were (removed where they were absent)."""
-    return {key: before.get(key) for key in data}
-
-
 def free_for_moves(
     snapshot: TelemetrySnapshot, status: WorkflowStatus, options: KubernetesOptions
 ) -> dict[Flavor, int]:
@@ -74,12 +69,12 @@ def free_for_moves(
     moved pod. The ClusterQueue's pending count includes this run's own waiting batches; those
     are not ahead of a batch that leaves them, so they are not subtracted."""
     ours = Counter(
-        options.local_queues.get(b.flavor) for b in status.batches if b.phase == BatchPhase.PENDING
+        options.queue_of(b.flavor) for b in status.batches if b.phase == BatchPhase.PENDING
     )
     free = {}
     for flavor, queue in snapshot.flavors.items():
         if queue.eligible:
-            ahead = max(0, (queue.pending or 0) - ours[options.local_queues.get(flavor)])
+            ahead = max(0, (queue.pending or 0) - ours[options.queue_of(flavor)])
             free[flavor] = queue.free - ahead
     return free
 
@@ -142,7 +137,7 @@ def replace_waiting(
         data = _move_data(move, values, recorded.get(move.batch))
         yield from calls.apply_configmap_data.function(hook, _configmap(workflow, data))
         if not (yield from calls.delete_pending_pod.function(hook, pod)):
-            undo = _undo_data(data, before)
+            undo = {key: before.get(key) for key in data}  # as they were; absent ones removed
             yield from calls.apply_configmap_data.function(hook, _configmap(workflow, undo))
             continue
         log.info("batch %d of %s %s", move.batch, workflow["metadata"]["name"], move.message)

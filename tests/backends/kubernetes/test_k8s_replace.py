@@ -27,7 +27,12 @@ from hybrid_provider.backends.kubernetes.status import build_status, recorded_mo
 from hybrid_provider.backends.spec import Replacement
 from hybrid_provider.backends.status import Admission, BatchPhase, BatchStatus, WorkflowStatus
 from hybrid_provider.constants import KUEUE_ADMISSION_GATE
-from hybrid_provider.hooks.kubernetes import KubernetesApiError, KubernetesCalls, Request
+from hybrid_provider.hooks.kubernetes import (
+    ArgoKueueHook,
+    KubernetesApiError,
+    KubernetesCalls,
+    Request,
+)
 
 OPTIONS = KubernetesOptions(namespace="quantum")
 RULE = Replacement(flavors=["cpu", "qpu"], after_s=60)
@@ -106,16 +111,19 @@ def run_status(*batches: BatchStatus) -> WorkflowStatus:
                           phase="Running", batches=list(batches))  # fmt: skip
 
 
-class ScriptedApi:
+class ScriptedApi(KubernetesCalls):
     """Answers the conversation's requests: Kueue's queues with a free qpu slot, and every
-    write recorded; ``refuse_delete`` answers the withdrawal 409 (the pod changed)."""
+    write recorded; ``refuse_delete`` answers the withdrawal 409 (the pod changed). It holds
+    the conversation as the blocking hook does."""
+
+    drive = ArgoKueueHook.drive
 
     def __init__(self, qpu_free=True, refuse_delete=False):
         self.qpu_free, self.refuse_delete = qpu_free, refuse_delete
         self.writes: list[Request] = []
         self.configmaps: set[str] = set()
 
-    def answer(self, request: Request):
+    def request(self, request: Request):
         if request.method != "GET":
             self.writes.append(request)
         if request.method == "DELETE" and self.refuse_delete:
@@ -146,26 +154,12 @@ class ScriptedApi:
                 {"name": r, "total": t} for r, t in used.items()]}]},
         }  # fmt: skip
 
-    def drive(self, call):
-        answer, error = None, None
-        while True:
-            try:
-                request = call.throw(error) if error else call.send(answer)
-            except StopIteration as finished:
-                return finished.value
-            try:
-                answer, error = self.answer(request), None
-            except KubernetesApiError as exc:
-                answer, error = None, exc
-
 
 def move(api: ScriptedApi, status: WorkflowStatus, workflow=None, configmap=None) -> list:
     workflow = workflow or movable_workflow()
     movable = movable_of(workflow)
     pods = [gated_pod(b.index, b.flavor) for b in status.batches]
-    return api.drive(
-        replace_waiting(KubernetesCalls(), workflow, status, pods, configmap, OPTIONS, movable)
-    )
+    return api.drive(replace_waiting(api, workflow, status, pods, configmap, OPTIONS, movable))
 
 
 def test_a_batch_that_waited_moves_its_configmap_first_then_its_pod_is_withdrawn_as_read():
