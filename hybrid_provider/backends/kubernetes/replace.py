@@ -12,8 +12,8 @@ falling back to the flavor the batch was placed on. Moving a batch is two writes
 
 Argo sees the pod of a pending node gone and creates it again from the template, which now
 reads the new flavor: the same node, the same attempt, in the other flavor's queue. The pod
-never started, so the batch runs once. Whoever reads the run's status (the sensor, the
-trigger, ``hybrid-quantum status``) applies the rule; a run nobody watches is not re-placed.
+never started, so the batch runs once. Whoever reads the run's status (the trigger, or the
+sensor when it pokes) applies the rule; a run nobody watches is not re-placed.
 """
 
 from __future__ import annotations
