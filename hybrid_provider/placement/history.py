@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 HISTORY_FOLDER = layout.PLACEMENT_HISTORY_FOLDER
 #: Runs read per decision: recent enough to follow a changing cluster, enough to average.
 HISTORY_RUNS = 50
+#: A run counts half as much once this many newer runs are in the index: a flavor's past
+#: failures and speeds fade as the cluster changes, instead of counting for ever.
+HALF_LIFE_RUNS = 10
 
 
 class BatchSample(BaseModel):
@@ -75,10 +78,15 @@ class History:
     def empty(self) -> bool:
         return not self.runs
 
-    def _samples(self, flavor: Flavor, mode: str | None = None) -> list[tuple[int, BatchSample]]:
+    def _weighted(
+        self, flavor: Flavor, mode: str | None = None
+    ) -> list[tuple[int, BatchSample, float]]:
+        """The flavor's batches with their run's width and weight (``HALF_LIFE_RUNS``; the
+        runs are oldest first, so the newest weighs 1)."""
+        newest = len(self.runs) - 1
         return [
-            (run.width, b)
-            for run in self.runs
+            (run.width, b, 0.5 ** ((newest - age) / HALF_LIFE_RUNS))
+            for age, run in enumerate(self.runs)
             if mode is None or run.mode == mode
             for b in run.batches
             if b.flavor == flavor
@@ -86,42 +94,42 @@ class History:
 
     def seconds_per_subexperiment(self, flavor: Flavor, mode: str, width: int) -> Estimate | None:
         """Run time over subexperiments of succeeded batches of this mode, at the nearest width
-        seen (the same width when there is one); None when the flavor never ran this mode."""
+        seen (the same width when there is one), newer runs weighing more; None when the flavor
+        never ran this mode."""
         done = [
-            (w, b)
-            for w, b in self._samples(flavor, mode)
+            (w, b, weight)
+            for w, b, weight in self._weighted(flavor, mode)
             if b.succeeded and b.run_s is not None and b.subexperiments > 0
         ]
         if not done:
             return None
-        nearest = min({w for w, _ in done}, key=lambda w: (abs(w - width), -w))
-        chosen = [b for w, b in done if w == nearest]
-        value = sum(b.run_s or 0.0 for b in chosen) / sum(b.subexperiments for b in chosen)
+        nearest = min({w for w, _, _ in done}, key=lambda w: (abs(w - width), -w))
+        chosen = [(b, weight) for w, b, weight in done if w == nearest]
+        value = sum((b.run_s or 0.0) * weight for b, weight in chosen) / sum(
+            b.subexperiments * weight for b, weight in chosen
+        )
         where = "" if nearest == width else f", nearest width {nearest}"
         return Estimate(value, f"history: {len(chosen)} {mode} batch(es){where}")
 
-    def batch_seconds(self, flavor: Flavor) -> Estimate | None:
-        """Median run time of any batch of the flavor: how long a slot stays taken."""
-        times = [b.run_s for _, b in self._samples(flavor) if b.run_s is not None]
-        if not times:
-            return None
-        return Estimate(statistics.median(times), f"history: {len(times)} batch(es)")
-
     def queue_seconds(self, flavor: Flavor) -> Estimate | None:
         """Median time a batch of the flavor waited for quota."""
-        waits = [b.queue_s for _, b in self._samples(flavor) if b.queue_s is not None]
+        waits = [b.queue_s for _, b, _ in self._weighted(flavor) if b.queue_s is not None]
         if not waits:
             return None
         return Estimate(statistics.median(waits), f"history: {len(waits)} batch(es)")
 
     def rework_rate(self, flavor: Flavor) -> Estimate | None:
         """Share of attempts lost to failures and preemptions (0: every attempt counted)."""
-        samples = [b for _, b in self._samples(flavor)]
-        attempts = sum(max(b.attempts, 1) for b in samples)
+        samples = [(b, weight) for _, b, weight in self._weighted(flavor)]
+        attempts = sum(max(b.attempts, 1) for b, _ in samples)
         if not attempts:
             return None
-        lost = sum(max(b.attempts - 1, b.preemptions) + (not b.succeeded) for b in samples)
-        return Estimate(min(lost / attempts, 0.9), f"history: {attempts} attempt(s)")
+        weighed = sum(max(b.attempts, 1) * weight for b, weight in samples)
+        lost = sum(
+            (max(b.attempts - 1, b.preemptions) + (not b.succeeded)) * weight
+            for b, weight in samples
+        )
+        return Estimate(min(lost / weighed, 0.9), f"history: {attempts} attempt(s)")
 
 
 def run_record(

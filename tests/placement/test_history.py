@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from hybrid_provider.backends.status import (
     BatchPhase,
     BatchStatus,
@@ -13,6 +15,7 @@ from hybrid_provider.backends.status import (
 )
 from hybrid_provider.constants import Flavor
 from hybrid_provider.placement.history import (
+    HALF_LIFE_RUNS,
     HISTORY_FOLDER,
     BatchSample,
     History,
@@ -78,3 +81,22 @@ def test_a_finished_run_becomes_an_entry_without_reused_results():
     assert entry.batches == [BatchSample(flavor=Flavor.GPU, subexperiments=7, queue_s=5.0,
                                          run_s=3.0, attempts=2, preemptions=0, succeeded=True)]  # fmt: skip
     assert History([entry]).rework_rate(Flavor.GPU).value == 0.5
+
+
+def test_newer_runs_weigh_more_so_a_flavors_past_fades():
+    """A run counts half once HALF_LIFE_RUNS newer runs are in: old losses and old speeds fade."""
+    flaky = BatchSample(flavor=Flavor.GPU, subexperiments=10, queue_s=0.0, run_s=1.0, attempts=2,
+                        preemptions=1, succeeded=True)  # fmt: skip
+    runs = [run("old", T0).model_copy(update={"batches": [flaky]})]
+    runs += [run(f"new-{n}", T0, flavor=Flavor.GPU, run_s=3.0) for n in range(HALF_LIFE_RUNS)]
+    history = History(runs)
+    # 1 of 2 attempts lost at weight 1/2, against 10 clean attempts at weights near 1
+    rate = history.rework_rate(Flavor.GPU)
+    weights = [0.5 ** (age / HALF_LIFE_RUNS) for age in range(HALF_LIFE_RUNS)]
+    assert rate.value == pytest.approx(0.5 / (2 * 0.5 + sum(weights)))
+    assert rate.source == "history: 12 attempt(s)"
+    speed = history.seconds_per_subexperiment(Flavor.GPU, "shots", 3)
+    assert speed.value == pytest.approx(
+        (0.5 * 1.0 + 3.0 * sum(weights)) / (10 * (0.5 + sum(weights)))
+    )
+    assert History(runs[1:]).seconds_per_subexperiment(Flavor.GPU, "shots", 3).value == 0.3
