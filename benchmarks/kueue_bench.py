@@ -100,18 +100,14 @@ def kueue_bench(quota: dict[str, int]) -> Iterator[KueueBench]:
     """The control plane up with the chart installed, and down again afterwards."""
     sys.path.insert(0, str(REPO / "tests" / "controlplane"))
     import cluster
-    from engine_support import install_chart
+    from engine_support import install_for_runs
 
     state = cluster.up(STATE)
     try:
-        install_chart(state, chart_values(quota))
-        state.api().apply({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                           "metadata": {"name": "hybrid-quantum-store", "namespace": NAMESPACE},
-                           "data": {}})  # fmt: skip
+        install_for_runs(state, chart_values(quota))
         os.environ[f"AIRFLOW_CONN_{CONNECTION.upper()}"] = json.dumps({
             "conn_type": "kubernetes",
             "extra": {"kube_config_path": str(state.kubeconfig), "namespace": NAMESPACE}})  # fmt: skip
-        (STATE / "store").mkdir(exist_ok=True)
         yield KueueBench(STATE)
     finally:
         cluster.down(STATE)

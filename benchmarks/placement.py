@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from unittest.mock import patch
 
 from qiskit_aer.primitives import SamplerV2
 
@@ -144,16 +145,8 @@ class LocalBench:
         self.backend = LocalBackend(self.store, quota=dict(QUOTA))
 
     def submit(self, spec, env: dict[str, str]) -> None:
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        try:
+        with patch.dict(os.environ, env):
             self.backend.submit(spec)
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key)
-                else:
-                    os.environ[key] = value
 
 
 def _wait(bench, name: str):

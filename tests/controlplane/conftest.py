@@ -26,7 +26,7 @@ from engine_support import (  # noqa: E402
     STATE,
     RealCluster,
     connection_extra,
-    install_chart,
+    install_for_runs,
     skip_reason,
 )
 
@@ -41,14 +41,8 @@ def real_cluster() -> RealCluster:
     except engines.EngineUnavailable as exc:  # Go is here: a pin that does not build is a bug
         pytest.fail(f"the engines did not build: {exc}")
     try:
-        install_chart(state, CHART_VALUES)
-        api = state.api()
-        api.apply({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                   "metadata": {"name": "hybrid-quantum-store", "namespace": NAMESPACE},
-                   "data": {}})  # fmt: skip
-        store = state.path / "store"
-        store.mkdir(exist_ok=True)
-        yield RealCluster(state, api, NAMESPACE, f"file://{store}")
+        store = install_for_runs(state, CHART_VALUES)
+        yield RealCluster(state, state.api(), NAMESPACE, f"file://{store}")
     finally:
         cluster.down(STATE)
 

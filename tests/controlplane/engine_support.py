@@ -90,6 +90,18 @@ def install_chart(state: cluster.State, values: dict) -> None:
     )  # fmt: skip
 
 
+def install_for_runs(state: cluster.State, values: dict) -> Path:
+    """The chart installed with ``values``, the (empty) store Secret its pods reference, and
+    the store folder the pods share with this machine; returns that folder."""
+    install_chart(state, values)
+    state.api().apply({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                       "metadata": {"name": "hybrid-quantum-store", "namespace": NAMESPACE},
+                       "data": {}})  # fmt: skip
+    store = state.path / "store"
+    store.mkdir(exist_ok=True)
+    return store
+
+
 def connection_extra(real: RealCluster, **overrides) -> dict:
     return {
         "backend": "kubernetes",

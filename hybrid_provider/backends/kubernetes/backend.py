@@ -305,9 +305,9 @@ class KubernetesBackend:
         """The status, as one conversation either hook holds. For a workflow whose batches may
         move (``flavor="auto"``), batches that waited long enough are moved first
         (``replace.py``), and the status is read again if any was."""
-        around = yield from self._around(hook, workflow)
-        status = self._status(workflow, around)
         movable = movable_of(workflow)
+        around = yield from self._around(hook, workflow, movable is not None)
+        status = self._status(workflow, around)
         stopping = bool((workflow.get("spec") or {}).get("shutdown"))
         if movable is None or status.phase.finished or stopping:
             return status
@@ -318,11 +318,14 @@ class KubernetesBackend:
         )
         if not moved:
             return status
-        return self._status(workflow, (yield from self._around(hook, workflow)))
+        return self._status(workflow, (yield from self._around(hook, workflow, True)))
 
-    def _around(self, hook: KubernetesCalls, workflow: dict[str, Any]) -> Call[Surroundings]:
+    def _around(
+        self, hook: KubernetesCalls, workflow: dict[str, Any], movable: bool
+    ) -> Call[Surroundings]:
         """What the status needs besides the workflow, as one conversation either hook holds:
-        its pods, their Workloads, queue positions and the namespace's relevant events."""
+        its pods, their Workloads, queue positions and the namespace's relevant events, and
+        the moves ConfigMap of a workflow whose batches may move."""
         namespace = self._namespace or "default"
         selector = f"{ARGO_WORKFLOW_LABEL}={workflow['metadata']['name']}"
         from hybrid_provider.hooks.kubernetes import KubernetesCalls as calls
@@ -339,7 +342,7 @@ class KubernetesBackend:
                 pending.append(found)
         events = yield from calls.list_events.function(hook, namespace)
         moves = None
-        if movable_of(workflow) is not None:
+        if movable:
             name = moves_configmap(workflow["metadata"]["name"])
             moves = yield from calls.get_configmap.function(hook, name, namespace)
         return Surroundings(pods, workloads, positions_by_workload(pending), events, moves)

@@ -191,8 +191,9 @@ def _container_security_context() -> m.SecurityContext:
     )
 
 
-def _executor_patch(options: KubernetesOptions) -> str:
-    """Requests of Argo's own containers (Kueue counts them), as the chart sets them."""
+def _executor_patch(options: KubernetesOptions, main: dict[str, Any] | None = None) -> str:
+    """Requests of Argo's own containers (Kueue counts them), as the chart sets them; with
+    ``main``, the main container's part of the pod spec goes in the same patch."""
     sc = _container_security_context().model_dump(by_alias=True, exclude_none=True)
     res = {
         "requests": dict(options.executor_resources),
@@ -200,7 +201,10 @@ def _executor_patch(options: KubernetesOptions) -> str:
     }
     patch = {
         "initContainers": [{"name": "init", "resources": res, "securityContext": sc}],
-        "containers": [{"name": "wait", "resources": res, "securityContext": sc}],
+        "containers": [
+            *([{"name": "main", **main}] if main else []),
+            {"name": "wait", "resources": res, "securityContext": sc},
+        ],
     }
     return json.dumps(patch, sort_keys=True, separators=(",", ":"))
 
@@ -331,13 +335,11 @@ def flavor_values(
     """The movable template's inputs for a batch on ``flavor``: its queue, image, and a pod
     spec patch with the main container's resources and Argo's own containers' requests."""
     resources = _container_resources(flavor, options).model_dump(by_alias=True, exclude_none=True)
-    patch = json.loads(_executor_patch(options))
-    patch["containers"].insert(0, {"name": "main", "resources": resources})
     return {
         "flavor": flavor,
         "queue": options.queue_of(flavor, queue_name),
         "image": image_of(flavor, options),
-        "pod-spec-patch": json.dumps(patch, sort_keys=True, separators=(",", ":")),
+        "pod-spec-patch": _executor_patch(options, {"resources": resources}),
     }
 
 
